@@ -1,0 +1,3 @@
+"""The command-line interface: one module per command, wired together in :mod:`.app`."""
+
+__all__: list[str] = []

@@ -1,0 +1,91 @@
+"""The ``modelsurgeon`` command: wires the commands together and maps errors to exit codes.
+
+Importing this module must not import torch or timm: ``--help`` and ``--version`` stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from modelsurgeon import __version__
+from modelsurgeon.errors import EXIT_BUG, ModelSurgeonError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="modelsurgeon",
+    help="Replace the classification head of a pretrained image classifier, correctly.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"modelsurgeon {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (same as MODELSURGEON_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Replace the classification head of a pretrained image classifier, correctly."""
+    if debug:
+        os.environ["MODELSURGEON_DEBUG"] = "1"
+
+
+def _register() -> None:
+    from modelsurgeon.cli import rehead as _rehead
+
+    app.command("rehead", no_args_is_help=False)(_rehead.rehead)
+
+
+_register()
+
+
+def _debug() -> bool:
+    return os.environ.get("MODELSURGEON_DEBUG", "") not in ("", "0") or "--debug" in sys.argv[1:]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; turn errors into one line on stderr and an exit code.
+
+    ``ModelSurgeonError`` exits with its own code; any other exception is a bug (exit 1).
+    ``--debug`` or ``MODELSURGEON_DEBUG=1`` re-raises with the traceback.
+    """
+    from modelsurgeon.cli._output import err_console
+
+    try:
+        app(args=argv, prog_name="modelsurgeon")
+    except ModelSurgeonError as exc:
+        if _debug():
+            raise
+        err_console.quiet = False
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # an unexpected exception is a bug
+        if _debug():
+            raise
+        err_console.quiet = False
+        err_console.print(
+            f"error: internal error ({type(exc).__name__}: {exc}) — this is a bug in modelsurgeon;"
+            " rerun with --debug for the traceback and report it",
+            markup=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_BUG)
