@@ -48,9 +48,12 @@ def _root(
 
 
 def _register() -> None:
-    from modelsurgeon.cli import rehead as _rehead
+    from modelsurgeon.cli import archs, inspect, rehead, sample
 
-    app.command("rehead", no_args_is_help=False)(_rehead.rehead)
+    app.command("rehead")(rehead.rehead)
+    app.command("archs")(archs.archs)
+    app.command("inspect")(inspect.inspect)
+    app.command("sample")(sample.sample)
 
 
 _register()
