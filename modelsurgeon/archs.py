@@ -1,0 +1,344 @@
+"""Resolve timm / torchvision architecture names, build models on the meta device, list archs.
+
+An architecture is named ``NAME`` (timm), ``timm:NAME``, ``torchvision:NAME`` or ``tv:NAME``. A timm name
+may carry a pretrained tag (``vit_base_patch16_224.augreg_in21k``): the tag selects the pretrained config,
+which decides the default class count, the input size and the Hugging Face Hub repo.
+
+Models are built with every parameter on the ``meta`` device: no memory, no initialisation cost, nothing
+downloaded. This is accelerate's ``init_empty_weights`` trick (``nn.Module.register_parameter`` is patched
+for the duration of the build, and restored afterwards), which works where a ``torch.device("meta")``
+context does not (torchvision's RegNet calls ``.tolist()`` while building).
+
+torch, timm and torchvision are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fnmatch
+import functools
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from modelsurgeon.errors import UsageError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "ArchRef",
+    "Source",
+    "build_model",
+    "default_num_classes",
+    "input_size",
+    "list_archs",
+    "pretrained_hub_id",
+    "resolve_arch",
+]
+
+Source = Literal["timm", "torchvision"]
+
+_PREFIXES: dict[str, Source] = {"timm": "timm", "torchvision": "torchvision", "tv": "torchvision"}
+_LIST_HINT = "(`modelsurgeon archs PATTERN` lists them)"
+_TV_INPUT_SIZE = {"inception_v3": (3, 299, 299)}
+# torchvision builders that initialise weights with a FutureWarning unless told; init is moot on meta.
+_TV_NO_INIT = frozenset({"googlenet", "inception_v3"})
+
+
+@dataclass(frozen=True)
+class ArchRef:
+    """A resolved architecture.
+
+    Args:
+        source: ``"timm"`` or ``"torchvision"``.
+        name: The architecture name without a pretrained tag (``vit_base_patch16_224``).
+        tag: The timm pretrained tag (``augreg_in21k``), or None for the arch's default tag.
+            Always None for torchvision.
+    """
+
+    source: Source
+    name: str
+    tag: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The name to build: ``NAME`` or ``NAME.TAG``."""
+        return f"{self.name}.{self.tag}" if self.tag else self.name
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.model_name}"
+
+
+@functools.lru_cache(maxsize=1)
+def _timm_names() -> frozenset[str]:
+    import timm
+
+    return frozenset(timm.list_models())
+
+
+@functools.lru_cache(maxsize=1)
+def _tv_names() -> tuple[str, ...]:
+    import torchvision
+
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+
+
+def _unknown(spec: str, name: str, candidates: list[str], where: str) -> UsageError:
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? {_LIST_HINT}" if close else f"{_LIST_HINT[1:-1]}"
+    return UsageError(f"unknown {where}architecture {spec!r}", hint)
+
+
+def _resolve_timm(spec: str, name: str) -> ArchRef:
+    from timm.models import get_pretrained_cfg, split_model_name_tag
+
+    arch, tag = split_model_name_tag(name)
+    if arch not in _timm_names():
+        tv = _tv_names()
+        if arch in tv and ":" not in spec:
+            raise UsageError(
+                f"unknown timm architecture {spec!r}", f"did you mean torchvision:{arch}? {_LIST_HINT}"
+            )
+        raise _unknown(spec, arch, sorted(_timm_names()), "timm " if ":" in spec else "")
+    if tag:
+        try:
+            get_pretrained_cfg(f"{arch}.{tag}", allow_unregistered=False)
+        except RuntimeError as exc:
+            from timm.models import get_arch_pretrained_cfgs
+
+            tags = sorted(k.partition(".")[2] for k in get_arch_pretrained_cfgs(arch))
+            raise UsageError(
+                f"unknown pretrained tag {tag!r} for timm architecture {arch!r}",
+                f"known tags: {', '.join(tags) or '(none)'}",
+            ) from exc
+    return ArchRef("timm", arch, tag or None)
+
+
+def resolve_arch(spec: str | ArchRef) -> ArchRef:
+    """Resolve an architecture name to an :class:`ArchRef`.
+
+    Args:
+        spec: ``NAME`` or ``NAME.TAG`` (timm), ``timm:NAME[.TAG]``, ``torchvision:NAME`` or ``tv:NAME``
+            (torchvision classification models only). An :class:`ArchRef` is returned unchanged.
+
+    Returns:
+        The resolved architecture.
+
+    Raises:
+        UsageError: The name is unknown; the message suggests close matches.
+    """
+    if isinstance(spec, ArchRef):
+        return spec
+    text = spec.strip()
+    if not text:
+        raise UsageError("empty architecture name", f"pass e.g. resnet50 or tv:resnet50 {_LIST_HINT}")
+    prefix, sep, rest = text.partition(":")
+    if not sep:
+        return _resolve_timm(text, text)
+    source = _PREFIXES.get(prefix.lower())
+    if source is None:
+        raise UsageError(
+            f"unknown architecture source {prefix!r} in {text!r}",
+            "use NAME or timm:NAME for timm, torchvision:NAME or tv:NAME for torchvision "
+            "(hf-hub: models are not supported)",
+        )
+    if source == "timm":
+        return _resolve_timm(text, rest)
+    if rest not in _tv_names():
+        raise _unknown(text, rest, list(_tv_names()), "torchvision ")
+    return ArchRef("torchvision", rest)
+
+
+@contextlib.contextmanager
+def _empty_init(buffers_on_meta: bool) -> Iterator[None]:
+    """Patch ``nn.Module.register_parameter`` (and ``register_buffer``) to move tensors to meta."""
+    import torch
+    from torch import nn
+
+    meta = torch.device("meta")
+    old_param = nn.Module.register_parameter
+    old_buffer = nn.Module.register_buffer
+
+    def register_parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        old_param(self, name, param)
+        if param is not None and type(param) is nn.Parameter and param.device != meta:
+            self._parameters[name] = nn.Parameter(param.data.to(meta), requires_grad=param.requires_grad)
+
+    def register_buffer(
+        self: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True
+    ) -> None:
+        old_buffer(self, name, tensor, persistent=persistent)
+        if tensor is not None:
+            self._buffers[name] = tensor.to(meta)
+
+    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+    if buffers_on_meta:
+        nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = old_param  # type: ignore[method-assign]
+        nn.Module.register_buffer = old_buffer  # type: ignore[method-assign]
+
+
+def _build(arch: ArchRef, num_classes: int | None) -> nn.Module:
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
+    if arch.source == "timm":
+        import timm
+
+        return timm.create_model(arch.model_name, pretrained=False, **kwargs)
+    import torchvision
+
+    if arch.name in _TV_NO_INIT:
+        kwargs["init_weights"] = False
+    return torchvision.models.get_model(arch.name, weights=None, **kwargs)
+
+
+def build_model(
+    arch: str | ArchRef, num_classes: int | None = None, *, buffers: Literal["meta", "cpu"] = "meta"
+) -> nn.Module:
+    """Build an architecture in eval mode with every parameter on the meta device.
+
+    Nothing is downloaded (``pretrained=False`` / ``weights=None``) and nothing is initialised: load
+    real tensors with ``model.load_state_dict(state, assign=True)``. torchvision's googlenet and
+    inception_v3 keep their auxiliary heads (they are part of the checkpoint).
+
+    Args:
+        arch: An :class:`ArchRef` or a name for :func:`resolve_arch`.
+        num_classes: Class count of the classifier; None for the arch's default, 0 for no head (timm).
+        buffers: ``"meta"`` puts buffers on meta too; ``"cpu"`` keeps real CPU buffers (BatchNorm
+            statistics, position indices), needed for a real forward after ``assign=True`` loading.
+
+    Returns:
+        The model, in eval mode.
+
+    Raises:
+        UsageError: Unknown arch, a negative class count, or arguments the builder rejects.
+    """
+    ref = resolve_arch(arch)
+    if num_classes is not None and num_classes < 0:
+        raise UsageError(f"num_classes must be ≥ 0, got {num_classes}", "pass the number of classes")
+    if buffers not in ("meta", "cpu"):
+        raise UsageError(f"buffers must be 'meta' or 'cpu', got {buffers!r}", "pass buffers='meta' or 'cpu'")
+    with warnings.catch_warnings(), _empty_init(buffers_on_meta=buffers == "meta"):
+        warnings.simplefilter("ignore")
+        try:
+            model = _build(ref, num_classes)
+        except TypeError as exc:
+            raise UsageError(
+                f"cannot build {ref} with num_classes={num_classes}: {exc}", "check the arch and class count"
+            ) from exc
+    return model.eval()
+
+
+def _timm_cfg(ref: ArchRef) -> Any:
+    from timm.models import get_pretrained_cfg
+
+    return get_pretrained_cfg(ref.model_name)
+
+
+def default_num_classes(arch: str | ArchRef) -> int:
+    """The class count an architecture is built with by default (its pretrained checkpoint's).
+
+    Args:
+        arch: An :class:`ArchRef` or a name for :func:`resolve_arch`.
+
+    Returns:
+        The default class count; 0 for timm archs whose checkpoints have no classifier (SAM2 Hiera).
+    """
+    ref = resolve_arch(arch)
+    return _default_num_classes(ref)
+
+
+@functools.lru_cache(maxsize=4096)
+def _default_num_classes(ref: ArchRef) -> int:
+    model = build_model(ref)
+    n = getattr(model, "num_classes", None)
+    if isinstance(n, int):
+        return n
+    if ref.source == "torchvision":
+        from torchvision.models import get_model_weights
+
+        with contextlib.suppress(ValueError):
+            weights = get_model_weights(ref.name)
+            return len(next(iter(weights)).meta["categories"])
+        return 1000
+    cfg = _timm_cfg(ref)
+    return int(cfg.num_classes) if cfg is not None and cfg.num_classes else 1000
+
+
+def input_size(arch: str | ArchRef) -> tuple[int, int, int]:
+    """The input size (channels, height, width) the architecture is built for.
+
+    Args:
+        arch: An :class:`ArchRef` or a name for :func:`resolve_arch`.
+
+    Returns:
+        timm: the pretrained config's ``input_size`` (of the tag, or the default tag);
+        torchvision: ``(3, 299, 299)`` for inception_v3, ``(3, 224, 224)`` otherwise (the size
+        ``weights=None`` models are built for).
+    """
+    ref = resolve_arch(arch)
+    if ref.source == "torchvision":
+        return _TV_INPUT_SIZE.get(ref.name, (3, 224, 224))
+    cfg = _timm_cfg(ref)
+    size = getattr(cfg, "input_size", None) if cfg is not None else None
+    if not size:
+        return (3, 224, 224)
+    c, h, w = size
+    return (int(c), int(h), int(w))
+
+
+def pretrained_hub_id(arch: str | ArchRef) -> str | None:
+    """The Hugging Face Hub repo of the pretrained weights, e.g. ``timm/vit_base_patch16_224.augreg_in1k``.
+
+    Args:
+        arch: An :class:`ArchRef` or a name for :func:`resolve_arch`.
+
+    Returns:
+        timm: the pretrained config's ``hf_hub_id`` for the tag (or the default tag), None when the arch
+        has no hub weights; torchvision: always None (its weights are not on the Hub).
+    """
+    ref = resolve_arch(arch)
+    if ref.source == "torchvision":
+        return None
+    cfg = _timm_cfg(ref)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    return str(hub_id) if hub_id else None
+
+
+def list_archs(pattern: str | None = None, source: Source | None = None) -> list[ArchRef]:
+    """List architectures, timm first, then torchvision, each sorted as its library sorts them.
+
+    Args:
+        pattern: A glob (``"vit_*"``, ``"*resnet*"``) matched against the name, as ``timm.list_models``
+            does; a ``timm:`` / ``torchvision:`` / ``tv:`` prefix also selects the source.
+        source: ``"timm"``, ``"torchvision"`` or None for both.
+
+    Returns:
+        The matching architectures (no pretrained tags).
+
+    Raises:
+        UsageError: An unknown source.
+    """
+    if pattern and ":" in pattern:
+        prefix, _, pattern = pattern.partition(":")
+        picked = _PREFIXES.get(prefix.lower())
+        if picked is None or (source is not None and source != picked):
+            raise UsageError(
+                f"unknown or conflicting source prefix {prefix!r}", "use timm:, torchvision: or tv:"
+            )
+        source = picked
+    if source not in (None, "timm", "torchvision"):
+        raise UsageError(f"unknown source {source!r}", "use timm or torchvision")
+    refs: list[ArchRef] = []
+    if source in (None, "timm"):
+        import timm
+
+        refs += [ArchRef("timm", n) for n in timm.list_models(pattern or "")]
+    if source in (None, "torchvision"):
+        refs += [ArchRef("torchvision", n) for n in _tv_names() if not pattern or fnmatch.fnmatch(n, pattern)]
+    return refs
