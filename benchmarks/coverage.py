@@ -1,0 +1,282 @@
+"""Coverage sweep: plan a 7-class rehead of every timm and torchvision classifier, on the meta device.
+
+For each architecture:
+
+1. ``find_heads(arch, 7)`` plans the surgery;
+2. the default-class model and the 7-class model are built on meta (independently of the plan) and the
+   plan is checked against them: the body is exactly the default model's keys minus ``dropped``, with the
+   same shapes; the 7-class model's keys are exactly body ∪ head tensors; every head tensor that replaces
+   a default-model tensor has a 7 in its shape;
+3. a meta forward of the 7-class model on ``(1, *input_size)`` must give logits of shape ``(1, 7)``.
+
+Runs in worker processes with a per-arch timeout and writes a Markdown report::
+
+    .venv/bin/python benchmarks/coverage.py --out docs/coverage.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import multiprocessing as mp
+import platform
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Result", "check_arch", "main"]
+
+N = 7
+
+# Archs that are not expected to pass, with the reason. Each is still run; if one starts passing, the
+# report says so. Keep this list honest: a bug in the arch itself (say where) or planned work.
+EXCLUDED: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Result:
+    """Outcome of one architecture."""
+
+    arch: str
+    family: str
+    status: str  # "pass" | "fail" | "timeout"
+    reason: str
+    head_type: str
+    heads: str
+    seconds: float
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise _Timeout
+
+
+def _logits(out: Any) -> Any:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if isinstance(out, dict) and "logits" in out:
+        return out["logits"]
+    raise TypeError(f"forward returned {type(out).__name__}, not a tensor")
+
+
+def _check(spec_text: str) -> tuple[str, str]:
+    """Run the checks for one arch; return (head_type, heads) or raise AssertionError / any error."""
+    import torch
+
+    from modelsurgeon.archs import build_model
+    from modelsurgeon.heads import find_heads
+
+    spec = find_heads(spec_text, N)
+    default = {k: tuple(v.shape) for k, v in build_model(spec.arch).state_dict().items()}
+    model = build_model(spec.arch, N)
+    target = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    body, heads, dropped = dict(spec.body), {t.name: t.shape for t in spec.tensors}, set(spec.dropped)
+
+    if not heads:
+        raise AssertionError("no head tensors planned for N=7")
+    if set(body) != set(default) - dropped:
+        extra = sorted(set(body) ^ (set(default) - dropped))
+        raise AssertionError(f"body != default keys - dropped (e.g. {extra[:3]})")
+    bad = [k for k in body if body[k] != default[k] or body[k] != target[k]]
+    if bad:
+        raise AssertionError(f"body shape differs from checkpoint/target: {bad[:3]}")
+    if set(target) != set(body) | set(heads) or set(body) & set(heads):
+        extra = sorted(set(target) ^ (set(body) | set(heads)))
+        raise AssertionError(f"7-class keys != body ∪ head tensors (e.g. {extra[:3]})")
+    if any(target[k] != s for k, s in heads.items()):
+        raise AssertionError("head tensor shape differs from the 7-class model")
+    if any(N not in s for k, s in heads.items() if k in default):
+        raise AssertionError("a replaced head tensor has no class dimension of 7")
+    unused = dropped - set(default)
+    if unused:
+        raise AssertionError(f"dropped names keys the default model lacks: {sorted(unused)[:3]}")
+
+    with torch.no_grad():
+        out = _logits(model(torch.empty(1, *spec.input_size, device="meta")))
+    if tuple(out.shape) != (1, N):
+        raise AssertionError(f"logits shape {tuple(out.shape)} != (1, {N}) for input {spec.input_size}")
+    return spec.head_type, ", ".join(spec.modules)
+
+
+def check_arch(job: tuple[str, str, int]) -> Result:
+    """Check one architecture (runs in a worker process).
+
+    Args:
+        job: ``(arch spec, family, timeout in seconds)``.
+
+    Returns:
+        The :class:`Result`.
+    """
+    spec_text, family, timeout = job
+    start = time.perf_counter()
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(timeout)
+    try:
+        head_type, heads = _check(spec_text)
+        status, reason = "pass", ""
+    except _Timeout:
+        head_type, heads, status, reason = "", "", "timeout", f"over {timeout} s"
+    except Exception as exc:  # the sweep records every failure, whatever its type
+        head_type, heads, status = "", "", "fail"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        reason += f" ({Path(where.filename).name}:{where.lineno})"
+    finally:
+        signal.alarm(0)
+    return Result(spec_text, family, status, reason, head_type, heads, time.perf_counter() - start)
+
+
+def _init_worker() -> None:
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+
+
+def _jobs(pattern: str | None, timeout: int) -> list[tuple[str, str, int]]:
+    import fnmatch
+
+    import timm
+    import torchvision
+    from timm.models import model_entrypoint
+
+    jobs = []
+    for name in timm.list_models():
+        family = "timm." + model_entrypoint(name).__module__.rpartition(".")[2]
+        jobs.append((f"timm:{name}", family, timeout))
+    for name in sorted(torchvision.models.list_models(module=torchvision.models)):
+        fn = torchvision.models.get_model_builder(name)
+        jobs.append((f"torchvision:{name}", "torchvision." + fn.__module__.rpartition(".")[2], timeout))
+    if pattern:
+        jobs = [j for j in jobs if fnmatch.fnmatch(j[0].partition(":")[2], pattern)]
+    return jobs
+
+
+def _versions() -> str:
+    import timm
+    import torch
+    import torchvision
+
+    return (
+        f"torch {torch.__version__}, timm {timm.__version__}, torchvision {torchvision.__version__}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def _report(results: list[Result], wall: float, command: str, workers: int) -> str:
+    by_source: dict[str, list[Result]] = collections.defaultdict(list)
+    by_family: dict[str, list[Result]] = collections.defaultdict(list)
+    for r in results:
+        by_source[r.arch.partition(":")[0]].append(r)
+        by_family[r.family].append(r)
+    bad = [r for r in results if r.status != "pass"]
+    lines = [
+        "# Coverage: every timm and torchvision classifier",
+        "",
+        f"Each architecture is planned for a {N}-class rehead with `find_heads` and checked on the meta device:",
+        "the body is exactly the default model's state dict minus the dropped head tensors (same shapes),",
+        f"the {N}-class model's keys are exactly body ∪ head tensors, every replaced head tensor has a class",
+        f"dimension of {N}, and a meta forward on `(1, *input_size)` gives logits of shape `(1, {N})`.",
+        "",
+        f"Regenerate with `{command}` (or `make coverage`).",
+        "",
+        f"- Date: {datetime.date.today().isoformat()}; {_versions()}",
+        f"- Wall time: {wall / 60:.1f} min with {workers} worker processes on a shared 2-core machine",
+        "",
+        "## Summary",
+        "",
+        "| source | archs | pass | fail | pass rate |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for source in ("timm", "torchvision"):
+        rs = by_source.get(source, [])
+        ok = sum(r.status == "pass" for r in rs)
+        rate = f"{100 * ok / len(rs):.1f} %" if rs else "–"
+        lines.append(f"| {source} | {len(rs)} | {ok} | {len(rs) - ok} | {rate} |")
+    ok_all = len(results) - len(bad)
+    lines.append(
+        f"| **all** | {len(results)} | {ok_all} | {len(bad)} | {100 * ok_all / max(1, len(results)):.1f} % |"
+    )
+    lines += ["", "## Failures and exclusions", ""]
+    if not bad:
+        lines.append("None.")
+    for r in sorted(bad, key=lambda r: r.arch):
+        note = f" Known: {EXCLUDED[r.arch]}" if r.arch in EXCLUDED else ""
+        lines.append(f"- `{r.arch}` ({r.status}): {r.reason}.{note}")
+    fixed = sorted(a for a in EXCLUDED if any(r.arch == a and r.status == "pass" for r in results))
+    if fixed:
+        lines.append(f"- Listed as excluded but now passing: {', '.join(fixed)}")
+    types = collections.Counter(r.head_type for r in results if r.status == "pass")
+    lines += ["", "## Head types", "", "| head type | archs |", "|---|---:|"]
+    lines += [f"| {t} | {c} |" for t, c in types.most_common()]
+    lines += [
+        "",
+        "## Per family",
+        "",
+        "| family | archs | pass | head modules (first arch) |",
+        "|---|---:|---:|---|",
+    ]
+    for family in sorted(by_family):
+        rs = by_family[family]
+        ok = sum(r.status == "pass" for r in rs)
+        first = next((r for r in rs if r.status == "pass"), None)
+        heads = f"`{first.heads}` ({first.head_type})" if first else "–"
+        lines.append(f"| {family} | {len(rs)} | {ok} | {heads} |")
+    slow = sorted(results, key=lambda r: -r.seconds)[:5]
+    lines += ["", "Slowest: " + ", ".join(f"`{r.arch}` {r.seconds:.0f} s" for r in slow), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sweep and write the report.
+
+    Args:
+        argv: Command-line arguments (``--out``, ``--workers``, ``--timeout``, ``--pattern``).
+
+    Returns:
+        0 when every arch passes, 1 otherwise.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/coverage.md"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per arch")
+    parser.add_argument("--pattern", default=None, help="only archs matching this glob (no report prefix)")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/coverage.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    start = time.perf_counter()
+    jobs = _jobs(args.pattern, args.timeout)
+    results: list[Result] = []
+    ctx = mp.get_context("fork")
+    with ctx.Pool(args.workers, initializer=_init_worker, maxtasksperchild=50) as pool:
+        for i, r in enumerate(pool.imap_unordered(check_arch, jobs, chunksize=1), 1):
+            results.append(r)
+            if r.status != "pass":
+                print(f"[{i}/{len(jobs)}] {r.arch}: {r.status}: {r.reason}", file=sys.stderr, flush=True)
+            elif i % 50 == 0:
+                print(f"[{i}/{len(jobs)}] {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - start
+    results.sort(key=lambda r: r.arch)
+    args.out.write_text(_report(results, wall, command.strip(), args.workers) + "\n")
+    print(
+        f"wrote {args.out}: {sum(r.status == 'pass' for r in results)}/{len(results)} pass", file=sys.stderr
+    )
+    return 0 if all(r.status == "pass" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
