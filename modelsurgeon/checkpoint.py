@@ -129,6 +129,7 @@ _TORCH_LOAD_ERRORS: tuple[type[BaseException], ...] = (
     UnicodeDecodeError,
     OverflowError,
     NotImplementedError,
+    AssertionError,  # the legacy loader asserts that storage keys it reads were declared
 )
 
 _UNSAFE_HINT = (
@@ -466,8 +467,10 @@ class _SafetensorsFile:
             raw_header = f.read(header_len)
         self.data_start = 8 + header_len
         self.metadata, self.entries = self._parse(raw_header, size - self.data_start)
-        self._storage: torch.UntypedStorage | None = None  # mapped on the first tensor access
-        self._path = path
+        # Map now (no data is read until a tensor is used), so an unlinked spool file stays readable.
+        # shared=False: a private copy-on-write mapping, so a stray write never reaches the file.
+        storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
+        self._bytes = torch.empty(0, dtype=torch.uint8).set_(storage)  # type: ignore[arg-type]
 
     def _bad(self, why: str) -> InputError:
         return InputError(
@@ -541,13 +544,7 @@ class _SafetensorsFile:
         return _Slot(info, raw_name, lambda: self._tensor(info, begin, end), shard)
 
     def _tensor(self, info: TensorInfo, begin: int, end: int) -> torch.Tensor:
-        if self._storage is None:
-            size = self._path.stat().st_size
-            # shared=False: a private copy-on-write mapping, so a stray write never reaches the file
-            storage = torch.UntypedStorage.from_file(str(self._path), shared=False, nbytes=size)
-            self._storage = storage  # type: ignore[assignment]
-        whole = torch.empty(0, dtype=torch.uint8).set_(self._storage)  # type: ignore[arg-type]
-        raw = whole[self.data_start + begin : self.data_start + end]
+        raw = self._bytes[self.data_start + begin : self.data_start + end]
         try:
             typed = raw.view(info.dtype)
         except RuntimeError:  # data not aligned to the element size: copy it out
@@ -648,13 +645,29 @@ def _safe_globals() -> list[Any]:
 
 
 def _torch_load(path: Path, label: str, *, zip_format: bool) -> Any:
+    """``torch.load`` with ``weights_only=True`` and the allow-list; zip files memory-mapped (privately)."""
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zip_format)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.serialization.safe_globals(_safe_globals()))
+            if zip_format and hasattr(torch.serialization, "set_default_mmap_options"):
+                import mmap
+
+                stack.enter_context(torch.serialization.set_default_mmap_options(mmap.MAP_PRIVATE))
+            if zip_format and not path.name.endswith(".safetensors"):
+                return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            # A file object: legacy files cannot be mapped, and torch.load hands any *path* ending in
+            # .safetensors to safetensors, whatever the file holds.
+            f = stack.enter_context(path.open("rb"))
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise _unpickling_error(exc, label) from exc
     except _TORCH_LOAD_ERRORS as exc:
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "TorchScript" in why:
+            raise InputError(
+                f"{label} is a TorchScript archive, not a state dict",
+                "in an environment you trust, save model.state_dict() with safetensors.torch.save_file",
+            ) from exc
         raise InputError(
             f"cannot load torch checkpoint {label}: {why[:200]}",
             "the file is truncated or corrupt; download or export it again",
@@ -1057,7 +1070,10 @@ def _fetch(e: OutTensor) -> torch.Tensor:
 def _tensor_chunks(t: torch.Tensor) -> Iterator[memoryview]:
     """Yield the bytes of ``t`` (C order) in chunks of at most about :data:`CHUNK_BYTES`."""
     if t.is_contiguous():
-        flat = t.reshape(-1).view(torch.uint8)
+        flat = t.reshape(-1)
+        if flat.numel() == 1 and flat.stride(0) != 1:  # "contiguous" by torch's rule for size-1 dims
+            flat = flat.clone(memory_format=torch.contiguous_format)
+        flat = flat.view(torch.uint8)
         for start in range(0, flat.numel(), CHUNK_BYTES):
             yield memoryview(flat[start : start + CHUNK_BYTES].numpy())  # type: ignore[arg-type]
         return
