@@ -187,8 +187,9 @@ def _report(results: list[Result], wall: float, command: str, workers: int) -> s
     lines = [
         "# Coverage: every timm and torchvision classifier",
         "",
-        f"Each architecture is planned for a {N}-class rehead with `find_heads` and checked on the meta device:",
-        "the body is exactly the default model's state dict minus the dropped head tensors (same shapes),",
+        f"Each architecture is planned for a {N}-class rehead with `find_heads` and checked on the meta",
+        "device: the body is exactly the default model's state dict minus the dropped head tensors (same",
+        "shapes),",
         f"the {N}-class model's keys are exactly body ∪ head tensors, every replaced head tensor has a class",
         f"dimension of {N}, and a meta forward on `(1, *input_size)` gives logits of shape `(1, {N})`.",
         "",
