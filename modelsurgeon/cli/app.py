@@ -5,9 +5,11 @@ Importing this module must not import torch or timm: ``--help`` and ``--version`
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, NoReturn, ParamSpec
 
 import typer
 
@@ -15,6 +17,8 @@ from modelsurgeon import __version__
 from modelsurgeon.errors import EXIT_BUG, ModelSurgeonError
 
 __all__ = ["app", "main"]
+
+P = ParamSpec("P")
 
 app = typer.Typer(
     name="modelsurgeon",
@@ -47,13 +51,36 @@ def _root(
         os.environ["MODELSURGEON_DEBUG"] = "1"
 
 
+def _report(exc: ModelSurgeonError) -> NoReturn:
+    from modelsurgeon.cli._output import err_console
+
+    err_console.quiet = False
+    err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _guard(command: Callable[P, None]) -> Callable[P, None]:
+    """Turn a ModelSurgeonError into one line on stderr and its exit code (unless debugging)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except ModelSurgeonError as exc:
+            if _debug():
+                raise
+            _report(exc)
+
+    return wrapper
+
+
 def _register() -> None:
     from modelsurgeon.cli import archs, inspect, rehead, sample
 
-    app.command("rehead")(rehead.rehead)
-    app.command("archs")(archs.archs)
-    app.command("inspect")(inspect.inspect)
-    app.command("sample")(sample.sample)
+    app.command("rehead")(_guard(rehead.rehead))
+    app.command("archs")(_guard(archs.archs))
+    app.command("inspect")(_guard(inspect.inspect))
+    app.command("sample")(_guard(sample.sample))
 
 
 _register()
