@@ -245,8 +245,8 @@ class Checkpoint:
         self.infos: Mapping[str, TensorInfo] = MappingProxyType(
             {key: slot.info for key, slot in self._slots.items()}
         )
-        self._sha256 = sha256 if isinstance(sha256, str) else None
-        self._sha256_fn = None if isinstance(sha256, str) else sha256
+        self._sha256: str | None = sha256 if isinstance(sha256, str) else None
+        self._sha256_fn: Callable[[], str] = sha256 if callable(sha256) else str
         self._shard_paths: dict[str, Path] = dict(shard_paths or {})
         self._closed = False
 
@@ -260,7 +260,6 @@ class Checkpoint:
         ``(cd DIR && sha256sum INDEX $(ls shards | sort)) | sha256sum``.
         """
         if self._sha256 is None:
-            assert self._sha256_fn is not None  # one of the two is always set
             self._sha256 = self._sha256_fn()
         return self._sha256
 
@@ -574,6 +573,8 @@ def _read_sharded(index: Path, label: str, *, ema: bool) -> Checkpoint:
     if not isinstance(index_meta, dict):
         raise InputError(f"index {label} has a metadata entry that is not an object", bad_hint)
     metadata = {k: v for k, v in index_meta.items() if isinstance(v, str)}
+    if not weight_map:
+        raise InputError(f"index {label} lists no tensors", bad_hint)
     shard_names = sorted(set(weight_map.values()))
     shard_paths: dict[str, Path] = {}
     raw_slots: dict[str, _Slot] = {}
@@ -856,12 +857,11 @@ def write_checkpoint(
         return _write_stdout(ordered, meta, progress)
     path = Path(label)
     sharded = shard_like is not None and shard_like.format == "safetensors-sharded"
-    if sharded and not path.name.lower().endswith(tuple(WRITE_SUFFIXES)):
-        assert shard_like is not None
+    if shard_like is not None and sharded and not path.name.lower().endswith((*WRITE_SUFFIXES, ".json")):
         return _write_sharded(
             path, label, ordered, meta, shard_like, force=force, link=link, progress=progress
         )
-    fmt = _format_for(path, label)
+    fmt = _format_for(path, label, sharded=sharded)
     if fmt == "safetensors":
         _check_safetensors_dtypes(ordered, label)
     _check_dest(path, label, force=force)
@@ -895,16 +895,17 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return dict(sorted(metadata.items()))
 
 
-def _format_for(path: Path, label: str) -> str:
+def _format_for(path: Path, label: str, *, sharded: bool = False) -> str:
     name = path.name.lower()
     for suffix, fmt in WRITE_SUFFIXES.items():
         if name.endswith(suffix) and len(name) > len(suffix):
             return fmt
     if path.is_dir():
         raise OutputError(f"{label} is a directory", "pass a file path ending in .safetensors")
+    also = "; a sharded input can also be written to a directory path" if sharded else ""
     raise UsageError(
         f"cannot tell the output format of {label} from its extension",
-        f"use one of {', '.join(WRITE_SUFFIXES)} (or - for stdout)",
+        f"use one of {', '.join(WRITE_SUFFIXES)} (or - for stdout){also}",
     )
 
 
@@ -1091,6 +1092,11 @@ def _write_stdout(
     entries: Sequence[OutTensor], metadata: Mapping[str, str], progress: Callable[[int, int], None] | None
 ) -> WriteResult:
     _check_safetensors_dtypes(entries, "stdout")
+    isatty = getattr(sys.stdout, "isatty", None)
+    if isatty is not None and isatty():
+        raise OutputError(
+            "refusing to write a binary checkpoint to a terminal", "redirect stdout to a file or a pipe"
+        )
     digest = hashlib.sha256()
     counter = _Counter(sys.stdout.buffer, digest)
     try:
@@ -1137,6 +1143,8 @@ def _write_sharded(
     progress: Callable[[int, int], None] | None,
 ) -> WriteResult:
     """Write a sharded safetensors directory laid out like ``source``."""
+    if source._closed:
+        raise ValueError(f"shard_like checkpoint {source.source} is closed; write before closing it")
     _check_safetensors_dtypes(entries, label)
     parent = path.parent
     if not parent.is_dir():

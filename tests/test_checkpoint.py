@@ -903,3 +903,84 @@ def test_closed_checkpoint_and_unknown_key(tmp_path: Path) -> None:
     ck.close()
     with pytest.raises(ValueError, match="closed"):
         ck.tensor("a")
+
+
+def test_torchscript_archive_is_refused_with_a_state_dict_hint(tmp_path: Path) -> None:
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 3)), str(tmp_path / "scripted.pt"))
+    with pytest.raises(InputError, match="TorchScript") as info:
+        read_checkpoint(tmp_path / "scripted.pt")
+    assert "state_dict" in (info.value.hint or "")
+
+
+def test_stdout_that_is_a_terminal_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", SimpleNamespace(buffer=sink, isatty=lambda: True))
+    with pytest.raises(OutputError, match="terminal"):
+        write_checkpoint("-", _entries(_synthetic()), metadata={})
+    assert sink.getvalue() == b""
+
+
+def test_permission_denied_is_an_output_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import tempfile
+
+    def denied(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    with pytest.raises(OutputError, match="permission denied"):
+        write_checkpoint(tmp_path / "x.safetensors", _entries(_synthetic()), metadata={})
+    _make_sharded(tmp_path / "src", _synthetic(), _GROUPS)
+    with read_checkpoint(tmp_path / "src") as ck, pytest.raises(OutputError, match="permission denied"):
+        write_checkpoint(tmp_path / "out", _entries_from(ck), metadata={}, shard_like=ck)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_sharded_output_needs_a_directory_or_a_known_extension(tmp_path: Path) -> None:
+    _make_sharded(tmp_path / "src", _synthetic(), _GROUPS)
+    with read_checkpoint(tmp_path / "src") as ck:
+        with pytest.raises(UsageError, match="directory path"):
+            write_checkpoint(
+                tmp_path / "model.safetensors.index.json", _entries_from(ck), metadata={}, shard_like=ck
+            )
+        result = write_checkpoint(tmp_path / "one.pth", _entries_from(ck), metadata={}, shard_like=ck)
+    assert result.format == "torch-zip"
+    _assert_same(torch.load(tmp_path / "one.pth", weights_only=True), _synthetic())
+
+
+def test_index_without_tensors_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors.index.json").write_text('{"metadata": {}, "weight_map": {}}')
+    with pytest.raises(InputError, match="lists no tensors"):
+        read_checkpoint(tmp_path)
+
+
+def test_torch_write_reports_progress(tmp_path: Path) -> None:
+    state = _synthetic()
+    seen: list[tuple[int, int]] = []
+    write_checkpoint(
+        tmp_path / "p.pt", _entries(state), metadata={}, progress=lambda d, t: seen.append((d, t))
+    )
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    assert seen[0] == (0, total) and seen[-1] == (total, total)
+
+
+def test_sharded_write_rewrites_a_shard_whose_values_changed_in_place(tmp_path: Path) -> None:
+    """Same name, dtype and shape but no origin: the values changed, so the shard must not be copied."""
+    state = _synthetic()
+    _make_sharded(tmp_path / "src", state, _GROUPS)
+    with read_checkpoint(tmp_path / "src") as ck:
+        entries = [
+            e
+            if e.name != "stem.conv.weight"
+            else OutTensor(e.name, e.dtype, e.shape, lambda: torch.zeros(8, 3, 3, 3))
+            for e in _entries_from(ck)
+        ]
+        write_checkpoint(tmp_path / "out", entries, metadata={}, shard_like=ck, link=True)
+    first, second = "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors"
+    assert os.stat(tmp_path / "out" / second).st_ino == os.stat(tmp_path / "src" / second).st_ino
+    assert os.stat(tmp_path / "out" / first).st_ino != os.stat(tmp_path / "src" / first).st_ino
+    assert torch.equal(load_file(str(tmp_path / "out" / first))["stem.conv.weight"], torch.zeros(8, 3, 3, 3))
+    assert torch.equal(
+        load_file(str(tmp_path / "src" / first))["stem.conv.weight"], state["stem.conv.weight"]
+    )
