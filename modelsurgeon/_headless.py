@@ -25,7 +25,11 @@ def _head_keys(name: str, keys: set[str]) -> tuple[str, str | None]:
     weight = f"{module}.weight"
     if weight not in keys:
         near = sorted(k for k in keys if k.endswith(".weight") and module.split(".")[-1] in k)[:3]
-        hint = f"did you mean {', '.join(k[: -len('.weight')] for k in near)}?" if near else "see `modelsurgeon inspect`"
+        hint = (
+            f"did you mean {', '.join(k[: -len('.weight')] for k in near)}?"
+            if near
+            else "see `modelsurgeon inspect`"
+        )
         raise UsageError(f"--head {name}: the checkpoint has no tensor {weight}", hint)
     bias = f"{module}.bias"
     return weight, bias if bias in keys else None
@@ -55,7 +59,9 @@ def rehead_named(config: ReheadConfig, *, progress: Callable[[int, int], None] |
         stem = source.rsplit("/", 1)[-1].split(".")[0] if source != "-" else "checkpoint"
         out = f"{stem}-{classes}cls.safetensors"
     if surgery._same_file(source, out) and not config.force:
-        raise UsageError(f"--out {out} is the input checkpoint", "pick another --out, or pass --force to replace it")
+        raise UsageError(
+            f"--out {out} is the input checkpoint", "pick another --out, or pass --force to replace it"
+        )
     seed = config.seed if config.seed is not None else secrets.randbits(63)
     with read_checkpoint(source, ema=config.ema) as ckpt:
         keys = set(ckpt.infos)
@@ -70,7 +76,8 @@ def rehead_named(config: ReheadConfig, *, progress: Callable[[int, int], None] |
             c = wshape[0]
             if bias is not None and tuple(ckpt.infos[bias].shape) != (c,):
                 raise InputError(
-                    f"--head {name}: {bias} has shape {list(ckpt.infos[bias].shape)}, expected [{c}] like {weight}"
+                    f"--head {name}: {bias} has shape {list(ckpt.infos[bias].shape)}, "
+                    f"expected [{c}] like {weight}"
                 )
             if old_classes is not None and c != old_classes:
                 raise InputError(f"--head {name}: {c} classes, but an earlier --head has {old_classes}")
@@ -78,10 +85,16 @@ def rehead_named(config: ReheadConfig, *, progress: Callable[[int, int], None] |
             module = weight[: -len(".weight")]
             removed += [weight] + ([bias] if bias else [])
             if classes > 0:
-                tensors.append(HeadTensor(name=weight, shape=(classes, *wshape[1:]), role="weight", module=module))
+                tensors.append(
+                    HeadTensor(name=weight, shape=(classes, *wshape[1:]), role="weight", module=module)
+                )
                 if bias is not None:
                     tensors.append(HeadTensor(name=bias, shape=(classes,), role="bias", module=module))
-        rows = surgery._resolve_copies(labels, surgery._old_labels(ckpt), old_classes) if labels is not None else None
+        rows = (
+            surgery._resolve_copies(labels, surgery._old_labels(ckpt), old_classes)
+            if labels is not None
+            else None
+        )
         heads = surgery._sample_heads(tensors, ckpt, init, seed, config.device, rows)
         kept = {i: r for i, r in enumerate(rows or []) if r is not None}
         entries = [

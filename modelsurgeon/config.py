@@ -36,7 +36,7 @@ def _to_float(key: str, value: Any) -> float:
 
 
 def _to_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise UsageError(f"{key} must be a whole number, got {value!r}")
     try:
         return int(value)
@@ -147,7 +147,8 @@ class ReheadConfig:
     def _check(self) -> None:
         if self.classes is not None and self.classes < 0:
             raise UsageError(
-                f"--classes must be >= 0, got {self.classes}", "use 0 to remove the head (a feature extractor)"
+                f"--classes must be >= 0, got {self.classes}",
+                "use 0 to remove the head (a feature extractor)",
             )
         if self.bounds not in BOUNDS_MODES:
             raise UsageError(f"--bounds must be 'abs' or 'std', got {self.bounds!r}")

@@ -15,12 +15,21 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["main"]
 
 ARCH = "vit_base_patch16_224"
 COMMAND = ["rehead", "--arch", ARCH, "--classes", "10", "--std", "2e-5"]
+
+
+def _const(value: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: value
 
 
 def _lay_out_cache(root: Path) -> Path:
@@ -29,7 +38,8 @@ def _lay_out_cache(root: Path) -> Path:
 
     from modelsurgeon.checkpoint import OutTensor, write_checkpoint
 
-    repo_id = timm.models.get_pretrained_cfg(ARCH).hf_hub_id
+    cfg = timm.models.get_pretrained_cfg(ARCH)
+    repo_id = str(cfg.hf_hub_id if cfg is not None else f"timm/{ARCH}")
     rev = "0" * 40
     repo = root / "hub" / ("models--" + repo_id.replace("/", "--"))
     target = repo / "snapshots" / rev / "model.safetensors"
@@ -41,7 +51,7 @@ def _lay_out_cache(root: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(rev)
-    entries = [OutTensor(k, v.dtype, tuple(v.shape), (lambda v=v: v), origin=None) for k, v in sorted(state.items())]
+    entries = [OutTensor(k, v.dtype, tuple(v.shape), _const(v)) for k, v in sorted(state.items())]
     write_checkpoint(target, entries, metadata={"format": "pt"}, force=True)
     return target
 
@@ -56,7 +66,9 @@ def main() -> None:
     cli = [sys.executable, "-m", "modelsurgeon"]
     result = f"{ARCH}-10cls.safetensors"
     (out / result).unlink(missing_ok=True)  # a rerun shows the same command, not an "exists" error
-    print(f"\n$ cd demo-out && HF_HUB_OFFLINE=1 modelsurgeon {shlex.join(COMMAND)}", file=sys.stderr, flush=True)
+    print(
+        f"\n$ cd demo-out && HF_HUB_OFFLINE=1 modelsurgeon {shlex.join(COMMAND)}", file=sys.stderr, flush=True
+    )
     done = subprocess.run([*cli, *COMMAND], cwd=out, env=env)
     if done.returncode:
         sys.exit(done.returncode)

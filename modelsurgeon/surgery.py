@@ -133,7 +133,12 @@ def plan_init(config: ReheadConfig) -> tuple[InitSpec, list[str]]:
     lo = (a_abs - config.mean) / config.std
     hi = (b_abs - config.mean) / config.std
     defaults = ReheadConfig()
-    untouched = (config.std, config.a, config.b, config.bounds) == (defaults.std, defaults.a, defaults.b, "abs")
+    untouched = (config.std, config.a, config.b, config.bounds) == (
+        defaults.std,
+        defaults.a,
+        defaults.b,
+        "abs",
+    )
     if lo < -_CUTS_NOTHING_SIGMA and hi > _CUTS_NOTHING_SIGMA and not untouched:
         warnings.append(
             f"the bounds [{a_abs:g}, {b_abs:g}] are {min(-lo, hi):.3g} std from the mean and cut nothing; "
@@ -184,7 +189,9 @@ def read_labels(path: str | os.PathLike[str]) -> list[Label]:
         if not name:
             raise UsageError(f"labels file {path}:{lineno}: empty class name")
         if name in seen:
-            raise UsageError(f"labels file {path}:{lineno}: duplicate class name {name!r} (line {seen[name]})")
+            raise UsageError(
+                f"labels file {path}:{lineno}: duplicate class name {name!r} (line {seen[name]})"
+            )
         seen[name] = lineno
         labels.append(Label(name, copy_from))
     return labels
@@ -211,7 +218,9 @@ def _match(spec: HeadSpec, ckpt: Checkpoint, arch_label: str) -> list[str]:
             missing.append(key)
         elif tuple(info.shape) != tuple(shape):
             mismatched.append(f"{key}: checkpoint {list(info.shape)} vs arch {list(shape)}")
-    unexpected = sorted(k for k in ckpt.infos if k not in spec.body and k not in head_names and k not in dropped)
+    unexpected = sorted(
+        k for k in ckpt.infos if k not in spec.body and k not in head_names and k not in dropped
+    )
     if missing or mismatched or unexpected:
         parts = []
         if missing:
@@ -227,7 +236,9 @@ def _match(spec: HeadSpec, ckpt: Checkpoint, arch_label: str) -> list[str]:
         raise InputError(f"checkpoint does not match {arch_label}: " + "; ".join(parts), hint)
     notes = []
     if filled:
-        notes.append(f"{len(filled)} BatchNorm num_batches_tracked buffers missing from the checkpoint; set to 0")
+        notes.append(
+            f"{len(filled)} BatchNorm num_batches_tracked buffers missing from the checkpoint; set to 0"
+        )
     return notes
 
 
@@ -249,7 +260,9 @@ def _float_dtype(ckpt: Checkpoint) -> torch.dtype:
     return max(counts, key=lambda d: counts[d]) if counts else torch.float32
 
 
-def _resolve_copies(labels: Sequence[Label], old_labels: list[str] | None, old_classes: int | None) -> list[int | None]:
+def _resolve_copies(
+    labels: Sequence[Label], old_labels: list[str] | None, old_classes: int | None
+) -> list[int | None]:
     rows: list[int | None] = []
     for i, label in enumerate(labels):
         ref = label.copy_from
@@ -258,7 +271,8 @@ def _resolve_copies(labels: Sequence[Label], old_labels: list[str] | None, old_c
             continue
         if old_classes is None:
             raise UsageError(
-                f"label {i} ({label.name}={ref}) copies a row of the old head, but the checkpoint has no head",
+                f"label {i} ({label.name}={ref}) copies a row of the old head, "
+                "but the checkpoint has no head",
                 "remove '=K' from the labels file",
             )
         if isinstance(ref, str):
@@ -429,7 +443,9 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
         source = str(locate_pretrained(pretrained_hub_id(arch), arch_label=str(arch)))
     out = config.out or f"{arch.name}-{classes}cls.safetensors"
     if _same_file(source, out) and not config.force:
-        raise UsageError(f"--out {out} is the input checkpoint", "pick another --out, or pass --force to replace it")
+        raise UsageError(
+            f"--out {out} is the input checkpoint", "pick another --out, or pass --force to replace it"
+        )
     seed = config.seed if config.seed is not None else secrets.randbits(63)
 
     with read_checkpoint(source, ema=config.ema) as ckpt:
@@ -458,7 +474,9 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
             progress=progress,
         )
         if result.format != "safetensors" and result.format != "safetensors-sharded":
-            warnings.append(f"{result.format} output cannot hold metadata; provenance and labels are not stored")
+            warnings.append(
+                f"{result.format} output cannot hold metadata; provenance and labels are not stored"
+            )
         source_sha, source_format = ckpt.sha256, ckpt.format
     if out != "-":
         verified = _verify_file(spec, result.path) if config.verify else "skipped (--no-verify)"
@@ -524,7 +542,9 @@ def _verify_entries(spec: HeadSpec, entries: Sequence[OutTensor]) -> str:
     got = {e.name: tuple(e.shape) for e in entries}
     if got != {k: tuple(v) for k, v in expected.items()}:
         bad = sorted(set(got) ^ set(expected))
-        raise ModelSurgeonError(f"planned output does not match the arch (e.g. {_examples(bad)}); this is a bug")
+        raise ModelSurgeonError(
+            f"planned output does not match the arch (e.g. {_examples(bad)}); this is a bug"
+        )
     return "keys and shapes match the arch (stdout output is not re-read)"
 
 
@@ -540,9 +560,11 @@ def _verify_file(spec: HeadSpec, path: str) -> str:
         raise
     except (RuntimeError, ValueError, TypeError) as exc:
         _remove_output(path)
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise ModelSurgeonError(
-            f"verification of {path} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            "the output was removed; this is a bug — rerun with --debug and report it (--no-verify skips the check)",
+            f"verification of {path} failed: {type(exc).__name__}: {first}",
+            "the output was removed; this is a bug — rerun with --debug and report it "
+            "(--no-verify skips the check)",
         ) from exc
 
 
@@ -568,7 +590,9 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
         model.load_state_dict(state, strict=True, assign=True)
         left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if left:
-            raise ModelSurgeonError(f"{len(left)} tensors were not loaded (e.g. {_examples(left)}); this is a bug")
+            raise ModelSurgeonError(
+                f"{len(left)} tensors were not loaded (e.g. {_examples(left)}); this is a bug"
+            )
         dtypes = {p.dtype for p in model.parameters()}
         if dtypes - {torch.float32}:
             model = model.float()
@@ -580,7 +604,8 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
         if spec.num_classes > 0:
             if tuple(y.shape) != (1, spec.num_classes):
                 raise ModelSurgeonError(
-                    f"verification: logits have shape {list(y.shape)}, expected [1, {spec.num_classes}]; this is a bug"
+                    f"verification: logits have shape {list(y.shape)}, "
+                    f"expected [1, {spec.num_classes}]; this is a bug"
                 )
         if not bool(torch.isfinite(y).all()):
             raise ModelSurgeonError("verification: the forward pass gave non-finite outputs")

@@ -104,8 +104,13 @@ def hub_cache(tmp_path: Path) -> Callable[..., Path]:
     return lay_out
 
 
-def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, cwd: Path | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    input: bytes | None = None,
+    env: dict | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
     """Run ``python -m modelsurgeon ARGS`` in a subprocess; returns the completed process (bytes)."""
     full_env = dict(os.environ)
     full_env.update(env or {})

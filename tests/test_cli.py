@@ -19,7 +19,9 @@ def test_the_documented_command_works_offline_from_the_hub_cache(
     state_dict_of: Callable[..., dict], hub_cache: Callable[..., Path], tmp_path: Path
 ) -> None:
     src = hub_cache("vit_base_patch16_224", state_dict_of("vit_base_patch16_224"))
-    proc = run_cli("rehead", "--arch", "vit_base_patch16_224", "--classes", "10", "--std", "2e-5", cwd=tmp_path)
+    proc = run_cli(
+        "rehead", "--arch", "vit_base_patch16_224", "--classes", "10", "--std", "2e-5", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout == b""
     out = load_file(tmp_path / "vit_base_patch16_224-10cls.safetensors")
@@ -69,7 +71,9 @@ def test_json_is_the_only_thing_on_stdout(
     state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path], tmp_path: Path
 ) -> None:
     path = save_safetensors(state_dict_of("test_vit"))
-    proc = run_cli("rehead", "--arch", "test_vit", "--classes", "2", "--checkpoint", str(path), "--json", cwd=tmp_path)
+    proc = run_cli(
+        "rehead", "--arch", "test_vit", "--classes", "2", "--checkpoint", str(path), "--json", cwd=tmp_path
+    )
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["classes"] == 2
 
@@ -103,13 +107,14 @@ def test_help_and_version_do_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from modelsurgeon.cli.app import main\n"
-        "for argv in (['--help'], ['rehead', '--help'], ['--version'], ['archs', '--help'], ['sample', '--help'],"
-        " ['inspect', '--help']):\n"
+        "for argv in (['--help'], ['rehead', '--help'], ['--version'], ['archs', '--help'],"
+        " ['sample', '--help'], ['inspect', '--help']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as exc:\n"
         "        assert exc.code in (0, None), exc.code\n"
-        "heavy = sorted(m for m in ('torch', 'timm', 'torchvision', 'safetensors', 'numpy') if m in sys.modules)\n"
+        "heavy = ('torch', 'timm', 'torchvision', 'safetensors', 'numpy')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True)

@@ -23,7 +23,7 @@ from modelsurgeon.cli.app import app
 runner = CliRunner()
 
 
-def invoke(*args: str, input: bytes | None = None):  # noqa: ANN201
+def invoke(*args: str, input: bytes | None = None):
     return runner.invoke(app, list(args), input=input, catch_exceptions=False)
 
 
@@ -31,7 +31,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def one_line_error(result, code: int) -> str:  # noqa: ANN001
+def one_line_error(result, code: int) -> str:
     assert result.exit_code == code, (result.exit_code, result.stderr)
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -49,7 +49,9 @@ def vit_ckpt(state_dict_of: Callable[..., dict], save_safetensors: Callable[...,
 
 def test_head_is_replaced_and_everything_else_is_carried_bit_for_bit(vit_ckpt: Path) -> None:
     before = sha(vit_ckpt)
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "7", "--checkpoint", str(vit_ckpt), "--seed", "1")
+    result = invoke(
+        "rehead", "--arch", "test_vit", "--classes", "7", "--checkpoint", str(vit_ckpt), "--seed", "1"
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     out = Path("test_vit-7cls.safetensors")
@@ -66,7 +68,16 @@ def test_head_is_replaced_and_everything_else_is_carried_bit_for_bit(vit_ckpt: P
 
 def test_json_report_on_stdout_only(vit_ckpt: Path) -> None:
     result = invoke(
-        "rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--json", "--out", "o.safetensors"
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--classes",
+        "3",
+        "--checkpoint",
+        str(vit_ckpt),
+        "--json",
+        "--out",
+        "o.safetensors",
     )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -79,13 +90,27 @@ def test_json_report_on_stdout_only(vit_ckpt: Path) -> None:
 
 
 def test_quiet_prints_nothing_on_success(vit_ckpt: Path) -> None:
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--quiet")
+    result = invoke(
+        "rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--quiet"
+    )
     assert result.exit_code == 0
     assert result.stdout == "" and result.stderr == ""
 
 
 def test_provenance_metadata(vit_ckpt: Path) -> None:
-    invoke("rehead", "--arch", "test_vit", "--classes", "4", "--checkpoint", str(vit_ckpt), "--seed", "5", "--std", "0.01")
+    invoke(
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--classes",
+        "4",
+        "--checkpoint",
+        str(vit_ckpt),
+        "--seed",
+        "5",
+        "--std",
+        "0.01",
+    )
     with safe_open("test_vit-4cls.safetensors", "pt") as f:
         meta = f.metadata()
     assert meta["modelsurgeon.arch"] == "timm:test_vit"
@@ -107,7 +132,9 @@ def test_same_seed_same_bytes_and_drawn_seed_is_reported(vit_ckpt: Path) -> None
     invoke(*args, "--seed", str(drawn), "--out", "d.safetensors")
     assert Path("c.safetensors").read_bytes() == Path("d.safetensors").read_bytes()
     invoke(*args, "--seed", "12", "--out", "e.safetensors")
-    assert not torch.equal(load_file("a.safetensors")["head.weight"], load_file("e.safetensors")["head.weight"])
+    assert not torch.equal(
+        load_file("a.safetensors")["head.weight"], load_file("e.safetensors")["head.weight"]
+    )
 
 
 def test_same_class_count_is_still_reinitialised(vit_ckpt: Path) -> None:
@@ -127,7 +154,9 @@ def test_classes_zero_removes_the_head(vit_ckpt: Path) -> None:
 
 def test_init_options_bounds_std_and_bias(vit_ckpt: Path) -> None:
     args = ["rehead", "--arch", "test_vit", "--classes", "50", "--checkpoint", str(vit_ckpt), "--seed", "0"]
-    result = invoke(*args, "--mean", "0.5", "--std", "0.1", "--a", "-1", "--b", "1", "--bounds", "std", "--bias", "0.25")
+    result = invoke(
+        *args, "--mean", "0.5", "--std", "0.1", "--a", "-1", "--b", "1", "--bounds", "std", "--bias", "0.25"
+    )
     assert result.exit_code == 0, result.stderr
     new = load_file("test_vit-50cls.safetensors")
     w = new["head.weight"]
@@ -137,11 +166,26 @@ def test_init_options_bounds_std_and_bias(vit_ckpt: Path) -> None:
 
 
 def test_absolute_bounds_that_cut_nothing_warn(vit_ckpt: Path) -> None:
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--std", "2e-5")
+    result = invoke(
+        "rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--std", "2e-5"
+    )
     assert result.exit_code == 0
     assert "warning:" in result.stderr and "cut nothing" in result.stderr
-    quiet = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--std", "2e-5",
-                   "--bounds", "std", "--out", "x.safetensors")
+    quiet = invoke(
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--classes",
+        "3",
+        "--checkpoint",
+        str(vit_ckpt),
+        "--std",
+        "2e-5",
+        "--bounds",
+        "std",
+        "--out",
+        "x.safetensors",
+    )
     assert "cut nothing" not in quiet.stderr
 
 
@@ -180,7 +224,11 @@ def test_missing_classes_is_a_usage_error(vit_ckpt: Path) -> None:
 @pytest.mark.parametrize(
     ("arch", "heads", "kept"),
     [
-        ("deit_tiny_distilled_patch16_224", {"head.weight", "head.bias", "head_dist.weight", "head_dist.bias"}, ()),
+        (
+            "deit_tiny_distilled_patch16_224",
+            {"head.weight", "head.bias", "head_dist.weight", "head_dist.bias"},
+            (),
+        ),
         ("test_convnext", {"head.fc.weight", "head.fc.bias"}, ("head.norm.weight", "head.norm.bias")),
         ("torchvision:squeezenet1_1", {"classifier.1.weight", "classifier.1.bias"}, ()),
         (
@@ -191,13 +239,27 @@ def test_missing_classes_is_a_usage_error(vit_ckpt: Path) -> None:
     ],
 )
 def test_every_class_dependent_tensor_is_replaced(
-    arch: str, heads: set[str], kept: tuple[str, ...], state_dict_of: Callable[..., dict],
+    arch: str,
+    heads: set[str],
+    kept: tuple[str, ...],
+    state_dict_of: Callable[..., dict],
     save_safetensors: Callable[..., Path],
 ) -> None:
     kwargs = {"aux_logits": True, "init_weights": True} if arch == "torchvision:googlenet" else {}
     src = state_dict_of(arch, **kwargs)
     path = save_safetensors(src, "src.safetensors")
-    result = invoke("rehead", "--arch", arch, "--classes", "6", "--checkpoint", str(path), "--json", "--out", "o.safetensors")
+    result = invoke(
+        "rehead",
+        "--arch",
+        arch,
+        "--classes",
+        "6",
+        "--checkpoint",
+        str(path),
+        "--json",
+        "--out",
+        "o.safetensors",
+    )
     assert result.exit_code == 0, result.stderr
     assert set(json.loads(result.stdout)["head"]) == heads
     new = load_file("o.safetensors")
@@ -208,7 +270,9 @@ def test_every_class_dependent_tensor_is_replaced(
     assert set(new) == set(src)
 
 
-def test_fp16_checkpoint_gives_fp16_output(state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]) -> None:
+def test_fp16_checkpoint_gives_fp16_output(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]
+) -> None:
     src = {k: (v.half() if v.is_floating_point() else v) for k, v in state_dict_of("test_vit").items()}
     path = save_safetensors(src, "half.safetensors")
     result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path))
@@ -234,11 +298,24 @@ def test_training_checkpoint_with_prefixes_namespace_and_ema(
         "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]},
     }
     path = save_torch(ckpt, "checkpoint-3.pth.tar")
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path), "--out", "p.safetensors")
+    result = invoke(
+        "rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path), "--out", "p.safetensors"
+    )
     assert result.exit_code == 0, result.stderr
     assert "--ema" in result.stderr  # says it used the plain weights and how to pick EMA
     assert torch.equal(load_file("p.safetensors")["cls_token"], plain["cls_token"])
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path), "--ema", "--out", "e.safetensors")
+    result = invoke(
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--classes",
+        "3",
+        "--checkpoint",
+        str(path),
+        "--ema",
+        "--out",
+        "e.safetensors",
+    )
     assert result.exit_code == 0, result.stderr
     assert torch.equal(load_file("e.safetensors")["cls_token"], ema["cls_token"])
 
@@ -247,21 +324,27 @@ def test_unsafe_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 
     class Payload:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             import os
 
             return (os.system, (f"touch {marker}",))
 
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {"w": torch.zeros(2)}, "x": Payload()}, path)
-    line = one_line_error(invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path)), 3)
+    line = one_line_error(
+        invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path)), 3
+    )
     assert "system" in line or "unsafe" in line.lower()
     assert not marker.exists()
 
 
-def test_mismatched_checkpoint_lists_keys(state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]) -> None:
+def test_mismatched_checkpoint_lists_keys(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]
+) -> None:
     path = save_safetensors(state_dict_of("test_vit"), "vit.safetensors")
-    line = one_line_error(invoke("rehead", "--arch", "test_convnext", "--classes", "3", "--checkpoint", str(path)), 3)
+    line = one_line_error(
+        invoke("rehead", "--arch", "test_convnext", "--classes", "3", "--checkpoint", str(path)), 3
+    )
     assert "missing" in line and "unexpected" in line and "--arch" in line
     assert not list(Path().glob("test_convnext*"))
 
@@ -273,12 +356,16 @@ def test_shape_mismatch_and_single_missing_key(
     src["cls_token"] = torch.zeros(1, 1, 3)
     del src["norm.weight"]
     path = save_safetensors(src, "bad.safetensors")
-    line = one_line_error(invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path)), 3)
+    line = one_line_error(
+        invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path)), 3
+    )
     assert "cls_token" in line and "norm.weight" in line
 
 
 def test_torch_output_format(vit_ckpt: Path) -> None:
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--out", "o.pth")
+    result = invoke(
+        "rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--out", "o.pth"
+    )
     assert result.exit_code == 0, result.stderr
     state = torch.load("o.pth", weights_only=True)
     assert state["head.weight"].shape[0] == 3
@@ -286,32 +373,106 @@ def test_torch_output_format(vit_ckpt: Path) -> None:
 
 def test_existing_output_needs_force(vit_ckpt: Path) -> None:
     Path("o.safetensors").write_bytes(b"precious")
-    one_line_error(invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--out", "o.safetensors"), 4)
+    one_line_error(
+        invoke(
+            "rehead",
+            "--arch",
+            "test_vit",
+            "--classes",
+            "3",
+            "--checkpoint",
+            str(vit_ckpt),
+            "--out",
+            "o.safetensors",
+        ),
+        4,
+    )
     assert Path("o.safetensors").read_bytes() == b"precious"
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--out", "o.safetensors", "--force")
+    result = invoke(
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--classes",
+        "3",
+        "--checkpoint",
+        str(vit_ckpt),
+        "--out",
+        "o.safetensors",
+        "--force",
+    )
     assert result.exit_code == 0
     assert load_file("o.safetensors")["head.weight"].shape[0] == 3
 
 
 def test_out_equal_to_input_is_refused_without_force(vit_ckpt: Path) -> None:
     before = sha(vit_ckpt)
-    one_line_error(invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--out", str(vit_ckpt)), 2)
+    one_line_error(
+        invoke(
+            "rehead",
+            "--arch",
+            "test_vit",
+            "--classes",
+            "3",
+            "--checkpoint",
+            str(vit_ckpt),
+            "--out",
+            str(vit_ckpt),
+        ),
+        2,
+    )
     assert sha(vit_ckpt) == before
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--out", str(vit_ckpt), "--force")
+    result = invoke(
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--classes",
+        "3",
+        "--checkpoint",
+        str(vit_ckpt),
+        "--out",
+        str(vit_ckpt),
+        "--force",
+    )
     assert result.exit_code == 0, result.stderr
     assert load_file(vit_ckpt)["head.weight"].shape[0] == 3
 
 
 def test_no_verify_is_reported(vit_ckpt: Path) -> None:
-    result = invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--no-verify", "--json")
+    result = invoke(
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--classes",
+        "3",
+        "--checkpoint",
+        str(vit_ckpt),
+        "--no-verify",
+        "--json",
+    )
     assert json.loads(result.stdout)["verified"].startswith("skipped")
 
 
-def test_missing_num_batches_tracked_is_filled(state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]) -> None:
+def test_missing_num_batches_tracked_is_filled(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]
+) -> None:
     # torchvision's original ImageNet checkpoints predate num_batches_tracked.
-    src = {k: v for k, v in state_dict_of("torchvision:resnet18").items() if not k.endswith("num_batches_tracked")}
+    src = {
+        k: v
+        for k, v in state_dict_of("torchvision:resnet18").items()
+        if not k.endswith("num_batches_tracked")
+    }
     path = save_safetensors(src, "old.safetensors")
-    result = invoke("rehead", "--arch", "tv:resnet18", "--classes", "3", "--checkpoint", str(path), "--out", "o.safetensors")
+    result = invoke(
+        "rehead",
+        "--arch",
+        "tv:resnet18",
+        "--classes",
+        "3",
+        "--checkpoint",
+        str(path),
+        "--out",
+        "o.safetensors",
+    )
     assert result.exit_code == 0, result.stderr
     assert "num_batches_tracked" in result.stderr
     assert load_file("o.safetensors")["bn1.num_batches_tracked"].item() == 0
@@ -323,7 +484,18 @@ def test_missing_num_batches_tracked_is_filled(state_dict_of: Callable[..., dict
 def test_labels_set_classes_and_copy_rows(vit_ckpt: Path) -> None:
     src = load_file(vit_ckpt)
     Path("l.txt").write_text("cat=3\ndog\nfish=0\n")
-    result = invoke("rehead", "--arch", "test_vit", "--checkpoint", str(vit_ckpt), "--labels", "l.txt", "--json", "--out", "o.safetensors")
+    result = invoke(
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--checkpoint",
+        str(vit_ckpt),
+        "--labels",
+        "l.txt",
+        "--json",
+        "--out",
+        "o.safetensors",
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["classes"] == 3 and report["kept_rows"] == 2 and report["labels"] == ["cat", "dog", "fish"]
@@ -335,15 +507,29 @@ def test_labels_set_classes_and_copy_rows(vit_ckpt: Path) -> None:
         assert json.loads(f.metadata()["modelsurgeon.labels"]) == ["cat", "dog", "fish"]
     # a second surgery can refer to the old labels by name
     Path("m.txt").write_text("fish=fish\ncat=cat\n")
-    result = invoke("rehead", "--arch", "test_vit", "--checkpoint", "o.safetensors", "--labels", "m.txt", "--out", "p.safetensors")
+    result = invoke(
+        "rehead",
+        "--arch",
+        "test_vit",
+        "--checkpoint",
+        "o.safetensors",
+        "--labels",
+        "m.txt",
+        "--out",
+        "p.safetensors",
+    )
     assert result.exit_code == 0, result.stderr
     assert torch.equal(load_file("p.safetensors")["head.weight"][1], src["head.weight"][3])
 
 
-@pytest.mark.parametrize(("text", "extra"), [("a\nb\n", ["--classes", "3"]), ("a=100000\n", []), ("a\na\n", []), ("a=zebra\n", [])])
+@pytest.mark.parametrize(
+    ("text", "extra"), [("a\nb\n", ["--classes", "3"]), ("a=100000\n", []), ("a\na\n", []), ("a=zebra\n", [])]
+)
 def test_bad_labels_are_usage_errors(vit_ckpt: Path, text: str, extra: list[str]) -> None:
     Path("l.txt").write_text(text)
-    one_line_error(invoke("rehead", "--arch", "test_vit", "--checkpoint", str(vit_ckpt), "--labels", "l.txt", *extra), 2)
+    one_line_error(
+        invoke("rehead", "--arch", "test_vit", "--checkpoint", str(vit_ckpt), "--labels", "l.txt", *extra), 2
+    )
 
 
 def test_config_recipe_and_flag_override(vit_ckpt: Path) -> None:
@@ -357,10 +543,23 @@ def test_config_recipe_and_flag_override(vit_ckpt: Path) -> None:
     assert "clases" in line and "classes" in line
 
 
-def test_arch_free_named_head(state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]) -> None:
+def test_arch_free_named_head(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]
+) -> None:
     src = {f"backbone.{k}": v for k, v in state_dict_of("test_vit").items()}
     path = save_safetensors(src, "custom.safetensors")
-    result = invoke("rehead", "--head", "backbone.head", "--classes", "9", "--checkpoint", str(path), "--json", "--out", "o.safetensors")
+    result = invoke(
+        "rehead",
+        "--head",
+        "backbone.head",
+        "--classes",
+        "9",
+        "--checkpoint",
+        str(path),
+        "--json",
+        "--out",
+        "o.safetensors",
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert "shape-only" in report["verified"]

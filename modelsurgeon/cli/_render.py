@@ -49,7 +49,8 @@ def rehead_summary(report: Any) -> None:
         err_console.print(f"note: {note}", markup=False, soft_wrap=True)
     head = ", ".join(report.head) if report.head else "(none: head removed)"
     lines = [
-        f"[bold]{escape(report.output)}[/bold]  {report.arch}, {report.classes} classes ({report.output_format}, "
+        f"[bold]{escape(report.output)}[/bold]  {report.arch}, {report.classes} classes "
+        f"({report.output_format}, "
         f"{report.output_bytes / 2**20:.1f} MiB)",
         f"  head      {escape(head)}  \\[{escape(report.head_type)}]",
         f"  init      trunc normal mean={init['mean']:g} std={init['std']:g} bounds={bounds} bias={bias} "
