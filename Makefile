@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint format bench coverage fuzz clean install
+.PHONY: demo test lint format bench coverage fuzz docs clean install
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ coverage: $(VENV)/.installed
 
 fuzz: $(VENV)/.installed
 	MODELSURGEON_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q -m slow -p no:cacheprovider tests/test_fuzz.py
+
+docs: $(VENV)/.installed
+	$(PY) -m modelsurgeon.cli._docs README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info demo-out bench-out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Annotated, NoReturn, ParamSpec
@@ -19,6 +20,9 @@ from modelsurgeon.errors import EXIT_BUG, ModelSurgeonError
 __all__ = ["app", "main"]
 
 P = ParamSpec("P")
+
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
 
 app = typer.Typer(
     name="modelsurgeon",
@@ -51,6 +55,22 @@ def _root(
         os.environ["MODELSURGEON_DEBUG"] = "1"
 
 
+class Terminated(BaseException):  # noqa: N818 - mirrors KeyboardInterrupt
+    """Raised in the main thread by the SIGTERM handler, so ``finally`` blocks clean up."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _interrupted(name: str, code: int) -> NoReturn:
+    from modelsurgeon.cli._output import err_console
+
+    err_console.quiet = False
+    err_console.print(f"error: interrupted by {name} — nothing was written", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
 def _report(exc: ModelSurgeonError) -> NoReturn:
     from modelsurgeon.cli._output import err_console
 
@@ -64,12 +84,19 @@ def _guard(command: Callable[P, None]) -> Callable[P, None]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             command(*args, **kwargs)
         except ModelSurgeonError as exc:
             if _debug():
                 raise
             _report(exc)
+        except KeyboardInterrupt:
+            _interrupted("SIGINT", EXIT_SIGINT)
+        except Terminated:
+            _interrupted("SIGTERM", EXIT_SIGTERM)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
