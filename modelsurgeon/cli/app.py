@@ -55,7 +55,7 @@ def _root(
         os.environ["MODELSURGEON_DEBUG"] = "1"
 
 
-class Terminated(BaseException):  # noqa: N818 - mirrors KeyboardInterrupt
+class Terminated(BaseException):
     """Raised in the main thread by the SIGTERM handler, so ``finally`` blocks clean up."""
 
 
