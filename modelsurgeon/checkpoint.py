@@ -1050,8 +1050,9 @@ def _stream_safetensors(
     """Write a safetensors file to ``out`` tensor by tensor; return the data bytes done so far."""
     total = sum(e.nbytes for e in entries) if total is None else total
     out.write(_safetensors_header(entries, metadata))
+    scratch: list[torch.Tensor] = []  # one buffer for every non-contiguous tensor of this file
     for e in entries:
-        for chunk in _tensor_chunks(_fetch(e)):
+        for chunk in _tensor_chunks(_fetch(e), scratch):
             out.write(chunk)
             done += len(chunk)
             if progress is not None:
@@ -1068,8 +1069,13 @@ def _fetch(e: OutTensor) -> torch.Tensor:
     return t.detach().cpu().resolve_conj().resolve_neg()
 
 
-def _tensor_chunks(t: torch.Tensor) -> Iterator[memoryview]:
-    """Yield the bytes of ``t`` (C order) in chunks of at most about :data:`CHUNK_BYTES`."""
+def _tensor_chunks(t: torch.Tensor, scratch: list[torch.Tensor] | None = None) -> Iterator[memoryview]:
+    """Yield the bytes of ``t`` (C order) in chunks of at most :data:`CHUNK_BYTES`.
+
+    A non-contiguous ``t`` is copied chunk by chunk into one reused scratch buffer (kept in ``scratch``,
+    so a caller can share it across tensors): a yielded view is valid only until the next one is
+    requested. Reusing the buffer keeps the allocator from growing the heap chunk after chunk.
+    """
     if t.is_contiguous():
         flat = t.reshape(-1)
         if flat.numel() == 1 and flat.stride(0) != 1:  # "contiguous" by torch's rule for size-1 dims
@@ -1078,14 +1084,21 @@ def _tensor_chunks(t: torch.Tensor) -> Iterator[memoryview]:
         for start in range(0, flat.numel(), CHUNK_BYTES):
             yield memoryview(flat[start : start + CHUNK_BYTES].numpy())  # type: ignore[arg-type]
         return
+    scratch = [] if scratch is None else scratch
+    if not scratch or scratch[0].numel() < CHUNK_BYTES:
+        scratch[:] = [torch.empty(CHUNK_BYTES, dtype=torch.uint8)]
     row_bytes = math.prod(t.shape[1:]) * t.element_size()
-    if row_bytes <= CHUNK_BYTES:
-        rows = max(1, CHUNK_BYTES // max(row_bytes, 1))
-        for start in range(0, t.shape[0], rows):
-            yield from _tensor_chunks(t[start : start + rows].contiguous())
-    else:
+    if row_bytes > CHUNK_BYTES:
         for row in t:
-            yield from _tensor_chunks(row)
+            yield from _tensor_chunks(row, scratch)
+        return
+    rows = max(1, CHUNK_BYTES // max(row_bytes, 1))
+    for start in range(0, t.shape[0], rows):
+        part = t[start : start + rows]
+        nbytes = part.numel() * part.element_size()
+        raw = scratch[0][:nbytes]
+        raw.view(part.dtype).view(part.shape).copy_(part)
+        yield memoryview(raw.numpy())  # type: ignore[arg-type]
 
 
 def _write_stdout(
