@@ -34,6 +34,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -649,6 +650,11 @@ def _torch_load(path: Path, label: str, *, zip_format: bool) -> Any:
     """``torch.load`` with ``weights_only=True`` and the allow-list; zip files memory-mapped (privately)."""
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(warnings.catch_warnings())
+            # torch warns about pickle protocols it did not write; for a weights-only load it is noise
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            warnings.filterwarnings("ignore", message="Validating sparse tensor", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*TorchScript archive", category=UserWarning)
             stack.enter_context(torch.serialization.safe_globals(_safe_globals()))
             if zip_format and hasattr(torch.serialization, "set_default_mmap_options"):
                 import mmap
@@ -769,6 +775,9 @@ def _select_weights(obj: Any, label: str, *, ema: bool) -> tuple[dict[str, torch
     skipped = len(group) - len(tensors)
     if skipped:
         notes.append(f"ignored {skipped} non-tensor entries among the weights")
+    if averaged is not None and where == averaged[0] and _is_averaged_model(tensors):
+        del tensors["n_averaged"]
+        notes.append("dropped n_averaged, the step counter of torch.optim.swa_utils.AveragedModel")
     for name, t in tensors.items():
         if t.layout != torch.strided or t.is_quantized:
             raise InputError(
@@ -776,6 +785,15 @@ def _select_weights(obj: Any, label: str, *, ema: bool) -> tuple[dict[str, torch
                 "only dense tensors are supported; dequantize or densify it first",
             )
     return {name: t.detach() for name, t in tensors.items()}, notes
+
+
+def _is_averaged_model(tensors: Mapping[str, torch.Tensor]) -> bool:
+    """A torchvision-style EMA (``AveragedModel``): ``module.*`` weights plus a ``n_averaged`` counter."""
+    return (
+        "n_averaged" in tensors
+        and len(tensors) > 1
+        and all(k.startswith("module.") for k in tensors if k != "n_averaged")
+    )
 
 
 def _strip_prefixes(names: Iterable[str], label: str) -> tuple[dict[str, str], list[str]]:

@@ -121,7 +121,7 @@ def test_safetensors_round_trip_keeps_dtypes_metadata_and_hash(tmp_path: Path) -
 def test_reads_files_written_by_safetensors_itself(
     tmp_path: Path, state_dict_of: Callable[..., dict]
 ) -> None:
-    state = state_dict_of("test_vit")
+    state = state_dict_of("torchvision:resnet18", num_classes=7)
     state["half"] = torch.randn(3, 5).to(torch.bfloat16)
     path = tmp_path / "model.safetensors"
     save_file(state, str(path), metadata={"format": "pt"})
@@ -906,7 +906,11 @@ def test_closed_checkpoint_and_unknown_key(tmp_path: Path) -> None:
 
 
 def test_torchscript_archive_is_refused_with_a_state_dict_hint(tmp_path: Path) -> None:
-    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 3)), str(tmp_path / "scripted.pt"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; old files still exist
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 3)), str(tmp_path / "scripted.pt"))
     with pytest.raises(InputError, match="TorchScript") as info:
         read_checkpoint(tmp_path / "scripted.pt")
     assert "state_dict" in (info.value.hint or "")
@@ -984,3 +988,32 @@ def test_sharded_write_rewrites_a_shard_whose_values_changed_in_place(tmp_path: 
     assert torch.equal(
         load_file(str(tmp_path / "src" / first))["stem.conv.weight"], state["stem.conv.weight"]
     )
+
+
+def test_torchvision_reference_checkpoint_with_averaged_model_ema(tmp_path: Path) -> None:
+    """torchvision's train.py saves model, optimizer, lr_scheduler, epoch, args and an AveragedModel EMA."""
+    plain, ema = _synthetic(0), _synthetic(1)
+    model = torch.nn.Linear(2, 2)
+    averaged = torch.optim.swa_utils.AveragedModel(model)
+    ema_state = {f"module.{k}": v for k, v in ema.items()} | {"n_averaged": averaged.n_averaged}
+    obj = {
+        "model": plain,
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1).state_dict(),
+        "lr_scheduler": {"last_epoch": 3},
+        "epoch": 3,
+        "args": argparse.Namespace(model="resnet18", data_path="/data"),
+        "model_ema": ema_state,
+    }
+    torch.save(obj, tmp_path / "checkpoint.pth")
+    with read_checkpoint(tmp_path / "checkpoint.pth") as ck:
+        _assert_same(_read_all(ck), plain)
+        assert any("model_ema" in n and "--ema" in n for n in ck.notes)
+    with read_checkpoint(tmp_path / "checkpoint.pth", ema=True) as ck:
+        _assert_same(_read_all(ck), ema)
+        assert any("n_averaged" in n for n in ck.notes)
+
+
+def test_sparse_tensors_are_refused(tmp_path: Path) -> None:
+    torch.save({"w": torch.eye(3).to_sparse()}, tmp_path / "sparse.pth")
+    with pytest.raises(InputError, match="sparse"):
+        read_checkpoint(tmp_path / "sparse.pth")
