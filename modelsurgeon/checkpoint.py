@@ -237,6 +237,7 @@ class Checkpoint:
         slots: Mapping[str, _Slot],
         sha256: str | Callable[[], str],
         shard_paths: Mapping[str, Path] | None = None,
+        handles: Mapping[str, IO[bytes]] | None = None,
     ) -> None:
         self.source = source
         self.format = format
@@ -249,20 +250,33 @@ class Checkpoint:
         self._sha256: str | None = sha256 if isinstance(sha256, str) else None
         self._sha256_fn: Callable[[], str] = sha256 if callable(sha256) else str
         self._shard_paths: dict[str, Path] = dict(shard_paths or {})
+        # Open files the sha256 is read from: the inodes read at open time, even if a path is replaced.
+        self._handles: dict[str, IO[bytes]] = dict(handles or {})
+        self._file_sha: dict[str, str] = {}
         self._closed = False
 
     @property
     def sha256(self) -> str:
         """Hex sha256 of the source bytes, computed on first access with one chunked read.
 
+        It is read from the files opened by :func:`read_checkpoint`, so replacing the source path
+        afterwards (``--force`` onto the input) does not change it; access it before :meth:`close`.
         For stdin it is computed while spooling. For a sharded checkpoint it is the sha256 of a
         ``sha256sum``-style manifest: the line ``"<sha256 of the index>  <index file name>\\n"`` followed by
         one such line per shard file, shards sorted by file name. It equals
         ``(cd DIR && sha256sum INDEX $(ls shards | sort)) | sha256sum``.
         """
         if self._sha256 is None:
+            if self._closed:
+                raise ValueError(f"checkpoint {self.source} is closed; read sha256 before closing it")
             self._sha256 = self._sha256_fn()
         return self._sha256
+
+    def _hash_file(self, name: str) -> str:
+        """sha256 of one opened file (the source, or a shard by name), cached."""
+        if name not in self._file_sha:
+            self._file_sha[name] = _hash_handle(self._handles[name], self.source)
+        return self._file_sha[name]
 
     def tensor(self, key: str) -> torch.Tensor:
         """Return the tensor stored under ``key`` (a stripped name).
@@ -286,6 +300,9 @@ class Checkpoint:
         """Drop the references to the file mappings; tensors already handed out stay valid."""
         self._closed = True
         self._slots = {}
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
 
     def __enter__(self) -> Checkpoint:
         return self
@@ -407,8 +424,22 @@ def _sniff(path: Path, label: str) -> str:
 
 
 def _read_file(path: Path, label: str, *, ema: bool, sha256: str | None) -> Checkpoint:
+    handle = path.open("rb") if sha256 is None else None
+    try:
+        ckpt = _open_file(path, label, ema=ema, sha256=sha256, handle=handle)
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
+    return ckpt
+
+
+def _open_file(
+    path: Path, label: str, *, ema: bool, sha256: str | None, handle: IO[bytes] | None
+) -> Checkpoint:
     fmt = _sniff(path, label)
-    sha: str | Callable[[], str] = sha256 if sha256 is not None else (lambda: _file_sha256(path, label))
+    handles = {path.name: handle} if handle is not None else {}
+    sha: str | Callable[[], str] = sha256 if sha256 is not None else (lambda: _hash_handle(handle, label))
     if fmt == "safetensors":
         if ema:
             raise InputError(
@@ -419,7 +450,13 @@ def _read_file(path: Path, label: str, *, ema: bool, sha256: str | None) -> Chec
         keys, notes = _strip_prefixes(st.entries, label)
         slots = {key: st.slot(raw) for key, raw in keys.items()}
         return Checkpoint(
-            source=label, format=fmt, metadata=st.metadata, notes=notes, slots=slots, sha256=sha
+            source=label,
+            format=fmt,
+            metadata=st.metadata,
+            notes=notes,
+            slots=slots,
+            sha256=sha,
+            handles=handles,
         )
     obj = _torch_load(path, label, zip_format=fmt == "torch-zip")
     tensors, notes = _select_weights(obj, label, ema=ema)
@@ -429,7 +466,13 @@ def _read_file(path: Path, label: str, *, ema: bool, sha256: str | None) -> Chec
         t = tensors[raw]
         slots[key] = _Slot(TensorInfo(t.dtype, tuple(t.shape)), raw, _constant(t))
     return Checkpoint(
-        source=label, format=fmt, metadata={}, notes=[*notes, *strip_notes], slots=slots, sha256=sha
+        source=label,
+        format=fmt,
+        metadata={},
+        notes=[*notes, *strip_notes],
+        slots=slots,
+        sha256=sha,
+        handles=handles,
     )
 
 
@@ -437,12 +480,15 @@ def _constant(t: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: t
 
 
-def _file_sha256(path: Path, label: str) -> str:
+def _hash_handle(f: IO[bytes] | None, label: str) -> str:
+    """sha256 of an open file from its start, in one chunked pass."""
+    if f is None:  # only when the digest was known up front
+        raise ValueError(f"no open file to hash for {label}")
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK_BYTES):
-                digest.update(chunk)
+        f.seek(0)
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
     except OSError as exc:
         raise InputError(f"cannot read checkpoint {label}: {exc.strerror or exc}", "check the path") from exc
     return digest.hexdigest()
@@ -563,8 +609,9 @@ def _read_sharded(index: Path, label: str, *, ema: bool) -> Checkpoint:
             f"{label} is a sharded safetensors checkpoint, which holds no EMA weights", "drop --ema"
         )
     bad_hint = "the index is corrupt; download or export the checkpoint again"
+    raw_index = index.read_bytes()
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        data = json.loads(raw_index.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"index {label} is not valid JSON ({exc})", bad_hint) from exc
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
@@ -578,6 +625,44 @@ def _read_sharded(index: Path, label: str, *, ema: bool) -> Checkpoint:
         raise InputError(f"index {label} lists no tensors", bad_hint)
     shard_names = sorted(set(weight_map.values()))
     shard_paths: dict[str, Path] = {}
+    handles: dict[str, IO[bytes]] = {}
+    try:
+        raw_slots = _open_shards(index, label, weight_map, shard_names, metadata, shard_paths, handles)
+        keys, notes = _strip_prefixes(raw_slots, label)
+    except BaseException:
+        for handle in handles.values():
+            handle.close()
+        raise
+    slots = {key: raw_slots[raw] for key, raw in keys.items()}
+    index_line = (index.name, hashlib.sha256(raw_index).hexdigest())
+
+    def manifest_sha() -> str:
+        return _manifest_sha256([index_line, *((name, ckpt._hash_file(name)) for name in shard_names)])
+
+    ckpt = Checkpoint(
+        source=label,
+        format="safetensors-sharded",
+        metadata=metadata,
+        notes=notes,
+        slots=slots,
+        sha256=manifest_sha,
+        shard_paths=shard_paths,
+        handles=handles,
+    )
+    return ckpt
+
+
+def _open_shards(
+    index: Path,
+    label: str,
+    weight_map: Mapping[str, str],
+    shard_names: Sequence[str],
+    metadata: dict[str, str],
+    shard_paths: dict[str, Path],
+    handles: dict[str, IO[bytes]],
+) -> dict[str, _Slot]:
+    """Validate and open each shard; fill ``metadata``, ``shard_paths`` and ``handles``."""
+    bad_hint = "the index is corrupt; download or export the checkpoint again"
     raw_slots: dict[str, _Slot] = {}
     for shard in shard_names:
         if shard in ("", ".", "..") or os.path.basename(shard) != shard:
@@ -598,25 +683,10 @@ def _read_sharded(index: Path, label: str, *, ema: bool) -> Checkpoint:
         for key, value in st.metadata.items():
             metadata.setdefault(key, value)
         shard_paths[shard] = path
+        handles[shard] = path.open("rb")
         for raw in st.entries:
             raw_slots[raw] = st.slot(raw, shard)
-    keys, notes = _strip_prefixes(raw_slots, label)
-    slots = {key: raw_slots[raw] for key, raw in keys.items()}
-
-    def manifest_sha() -> str:
-        lines = [(index.name, _file_sha256(index, label))]
-        lines += [(name, _file_sha256(shard_paths[name], label)) for name in shard_names]
-        return _manifest_sha256(lines)
-
-    return Checkpoint(
-        source=label,
-        format="safetensors-sharded",
-        metadata=metadata,
-        notes=notes,
-        slots=slots,
-        sha256=manifest_sha,
-        shard_paths=shard_paths,
-    )
+    return raw_slots
 
 
 def _manifest_sha256(lines: Iterable[tuple[str, str]]) -> str:
@@ -1266,7 +1336,7 @@ def _copy_shard(source: Checkpoint, shard: str, target: Path, *, link: bool) -> 
         except OSError:  # another device, or a filesystem without hard links: copy instead
             pass
         else:
-            return _file_sha256(src, str(src)), target.stat().st_size
+            return source._hash_file(shard), target.stat().st_size
     digest = hashlib.sha256()
     size = 0
     with src.open("rb") as fin, target.open("wb") as fout:

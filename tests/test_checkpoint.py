@@ -687,6 +687,7 @@ def test_overwriting_the_mapped_source_keeps_it_readable(tmp_path: Path) -> None
     state = _synthetic()
     path = tmp_path / "same.safetensors"
     save_file(state, str(path))
+    original_sha = _sha(path)
     with read_checkpoint(path) as ck:
         held = ck.tensor("head.weight")
         changed = [
@@ -695,6 +696,7 @@ def test_overwriting_the_mapped_source_keeps_it_readable(tmp_path: Path) -> None
         ]
         write_checkpoint(path, changed, metadata={}, force=True)
         assert torch.equal(held, state["head.weight"])  # the old mapping still holds the old bytes
+        assert ck.sha256 == original_sha  # hashed from the file opened at read time, not the new one
     assert torch.equal(load_file(str(path))["head.weight"], -state["head.weight"])
 
 
@@ -903,6 +905,8 @@ def test_closed_checkpoint_and_unknown_key(tmp_path: Path) -> None:
     ck.close()
     with pytest.raises(ValueError, match="closed"):
         ck.tensor("a")
+    with pytest.raises(ValueError, match="closed"):
+        ck.sha256  # noqa: B018
 
 
 def test_torchscript_archive_is_refused_with_a_state_dict_hint(tmp_path: Path) -> None:
