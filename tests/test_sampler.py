@@ -180,6 +180,7 @@ def test_battery(regime: tuple[str, float, float, float, float], dtype: torch.dt
     assert ok, f"{name} {dtype}: {detail}"
 
 
+@pytest.mark.filterwarnings("ignore:mean is more than 2 std")
 def test_battery_detects_timm_fp16_lattice() -> None:
     """The battery must be able to fail: timm's inverse-CDF sampler in float16 on [3, 4] fails it."""
     timm_layers = pytest.importorskip("timm.layers")
@@ -355,6 +356,4 @@ def test_properties(
     assert bool(((x >= a) & (x <= b)).all())
     again = torch.empty(shape, dtype=dtype)
     trunc_normal_(again, mean, std, a, b, generator=torch.Generator().manual_seed(seed))
-    assert (
-        t.numpy().tobytes() == again.numpy().tobytes() if dtype != torch.bfloat16 else torch.equal(t, again)
-    )
+    assert torch.equal(t.reshape(-1).view(torch.uint8), again.reshape(-1).view(torch.uint8))
