@@ -172,6 +172,10 @@ def inspect_checkpoint(
         metadata, other, labels = _decode_metadata(ckpt.metadata, warnings)
         if arch is not None:
             head = _head_from_arch(arch, ckpt, warnings)
+            if isinstance(metadata.get("classes"), int) and metadata["classes"] != head.classes:
+                warnings.append(
+                    f"metadata says {metadata['classes']} classes; {head.arch} finds {head.classes}"
+                )
         else:
             head = _head_from_metadata(metadata, ckpt, warnings) or _head_from_shapes(ckpt)
         if head.arch is None and isinstance(metadata.get("arch"), str) and metadata["arch"]:
