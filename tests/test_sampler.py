@@ -72,10 +72,10 @@ def _representable(lo: float, hi: float, dtype: torch.dtype, limit: int = 5000) 
     else:
         big = float(np.finfo(np.float32).max)
         v = np.float32(max(lo, -big))
-        if v < lo:
+        if float(v) < lo:
             v = np.nextafter(v, np.float32(np.inf))
         out: list[float] = []
-        while v <= min(hi, big) and len(out) <= limit:
+        while float(v) <= min(hi, big) and len(out) <= limit:
             out.append(float(v))
             v = np.nextafter(v, np.float32(np.inf))
         if len(out) > limit:
