@@ -904,6 +904,7 @@ def write_checkpoint(
     shard_like: Checkpoint | None = None,
     link: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> WriteResult:
     """Write tensors to a checkpoint, atomically.
 
@@ -927,6 +928,10 @@ def write_checkpoint(
         link: Hard-link unchanged shards instead of copying them (falls back to copying when the
             filesystem refuses). The linked files share storage with the source.
         progress: Called as ``progress(bytes_done, bytes_total)`` while tensor data is written.
+        check: Called with the complete temporary file (or directory, for sharded output) after it is
+            fsynced and before it is renamed into place; an exception it raises removes the temporary
+            and propagates, so a output that fails verification never appears at ``dest``. Not called
+            for stdout.
 
     Returns:
         A :class:`WriteResult`.
@@ -947,14 +952,14 @@ def write_checkpoint(
     sharded = shard_like is not None and shard_like.format == "safetensors-sharded"
     if shard_like is not None and sharded and not path.name.lower().endswith((*WRITE_SUFFIXES, ".json")):
         return _write_sharded(
-            path, label, ordered, meta, shard_like, force=force, link=link, progress=progress
+            path, label, ordered, meta, shard_like, force=force, link=link, progress=progress, check=check
         )
     fmt = _format_for(path, label, sharded=sharded)
     if fmt == "safetensors":
         _check_safetensors_dtypes(ordered, label)
     _check_dest(path, label, force=force)
     try:
-        with _atomic_file(path, force=force) as (out, digest):
+        with _atomic_file(path, force=force, check=check) as (out, digest):
             counter = _Counter(out, digest)
             if fmt == "safetensors":
                 _stream_safetensors(counter, ordered, meta, progress)
@@ -1035,14 +1040,18 @@ class _Counter:
 
 
 @contextlib.contextmanager
-def _atomic_file(path: Path, *, force: bool) -> Iterator[tuple[BinaryIO, Any]]:
-    """Yield (temp file, sha256 digest); on success fsync and rename it to ``path``, else remove it."""
+def _atomic_file(
+    path: Path, *, force: bool, check: Callable[[Path], None] | None = None
+) -> Iterator[tuple[BinaryIO, Any]]:
+    """Yield (temp file, sha256 digest); on success fsync, ``check``, rename to ``path``; else remove it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out, hashlib.sha256()
             out.flush()
             os.fsync(out.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())
         _commit(Path(tmp), path, force=force)
         _fsync_dir(path.parent)
@@ -1242,6 +1251,7 @@ def _write_sharded(
     force: bool,
     link: bool,
     progress: Callable[[int, int], None] | None,
+    check: Callable[[Path], None] | None = None,
 ) -> WriteResult:
     """Write a sharded safetensors directory laid out like ``source``."""
     if source._closed:
@@ -1294,6 +1304,8 @@ def _write_sharded(
         sha = _manifest_sha256([(INDEX_NAME, hashlib.sha256(raw).hexdigest()), *sorted(hashes)])
         os.chmod(tmp, 0o777 & ~_umask())
         _fsync_dir(tmp)
+        if check is not None:
+            check(tmp)
         _swap_in_dir(tmp, path, label, force=force)
         _fsync_dir(parent)
     except BaseException as exc:

@@ -13,6 +13,7 @@ import math
 import os
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -460,6 +461,7 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
         metadata = _metadata(
             ckpt, str(arch), classes, [t.name for t in spec.tensors], init, seed, labels, kept
         )
+        verifier = _Verifier(spec) if config.verify and out != "-" else None
         if out == "-" and config.verify:
             verified = _verify_entries(spec, entries)
         from modelsurgeon.checkpoint import write_checkpoint
@@ -472,14 +474,15 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
             shard_like=ckpt if ckpt.format == "safetensors-sharded" else None,
             link=config.link,
             progress=progress,
+            check=verifier,
         )
         if result.format != "safetensors" and result.format != "safetensors-sharded":
             warnings.append(
                 f"{result.format} output cannot hold metadata; provenance and labels are not stored"
             )
         source_sha, source_format = ckpt.sha256, ckpt.format
-    if out != "-":
-        verified = _verify_file(spec, result.path) if config.verify else "skipped (--no-verify)"
+    if verifier is not None:
+        verified = verifier.result
     elif not config.verify:
         verified = "skipped (--no-verify)"
     return Report(
@@ -548,34 +551,25 @@ def _verify_entries(spec: HeadSpec, entries: Sequence[OutTensor]) -> str:
     return "keys and shapes match the arch (stdout output is not re-read)"
 
 
-def _verify_file(spec: HeadSpec, path: str) -> str:
-    """Load the written file strictly into the N-class arch and run one forward pass.
+class _Verifier:
+    """The ``check`` hook of :func:`write_checkpoint`: verifies the temporary output before rename."""
 
-    On failure the output is removed, so a bad file never stays behind.
-    """
-    try:
-        return _verify_load_forward(spec, path)
-    except ModelSurgeonError:
-        _remove_output(path)
-        raise
-    except (RuntimeError, ValueError, TypeError) as exc:
-        _remove_output(path)
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ModelSurgeonError(
-            f"verification of {path} failed: {type(exc).__name__}: {first}",
-            "the output was removed; this is a bug — rerun with --debug and report it "
-            "(--no-verify skips the check)",
-        ) from exc
+    def __init__(self, spec: HeadSpec) -> None:
+        self.spec = spec
+        self.result = "not run"
 
-
-def _remove_output(path: str) -> None:
-    p = Path(path)
-    if p.is_dir():
-        import shutil
-
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)
+    def __call__(self, path: Path) -> None:
+        try:
+            self.result = _verify_load_forward(self.spec, str(path))
+        except ModelSurgeonError:
+            raise
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise ModelSurgeonError(
+                f"verification failed: {type(exc).__name__}: {first}",
+                "nothing was written; this is a bug — rerun with --debug and report it "
+                "(--no-verify skips the check)",
+            ) from exc
 
 
 def _verify_load_forward(spec: HeadSpec, path: str) -> str:
@@ -587,7 +581,11 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
     model = build_model(spec.arch, spec.num_classes, buffers="cpu")
     with read_checkpoint(path) as written:
         state = {key: written.tensor(key) for key in written.infos}
-        model.load_state_dict(state, strict=True, assign=True)
+        ordered = OrderedDict(sorted(state.items()))
+        # Some modules (torchvision's MNASNet, BatchNorm) read their version from the metadata that a
+        # real state_dict() carries; give the loaded dict the same metadata as the arch's own.
+        ordered._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+        model.load_state_dict(ordered, strict=True, assign=True)
         left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if left:
             raise ModelSurgeonError(
