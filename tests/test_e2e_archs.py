@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from modelsurgeon.cli.app import app
 
 N = 5
+OUT = "o.safetensors"
 
 
 def _pair(*modules: str) -> set[str]:
@@ -87,17 +88,13 @@ def _run(arch: str, heads: set[str], kept: str | None, bf16: bool, save: Callabl
     if bf16:
         state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
     path = save(state, "src.safetensors")
-    result = CliRunner().invoke(
-        app,
-        ["rehead", "--arch", arch, "--classes", str(N), "--checkpoint", str(path), "--out", "o.safetensors"]
-        + ["--json", "--seed", "0"],
-        catch_exceptions=False,
-    )
+    args = ["rehead", "--arch", arch, "--classes", str(N), "--checkpoint", str(path), "--out", OUT]
+    result = CliRunner().invoke(app, [*args, "--json", "--seed", "0"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(report["head"]) == heads
     assert report["verified"].startswith("strict load")
-    out = load_file("o.safetensors")
+    out = load_file(OUT)
     assert set(out) == (set(state) - heads) | heads  # a missing head is added, nothing else changes
     for name in heads:
         assert out[name].shape[0] == N, name
