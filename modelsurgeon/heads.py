@@ -111,6 +111,7 @@ class _Snapshot:
     norms: frozenset[str]  # names of normalisation modules
     buffers: frozenset[str]  # state-dict keys that are buffers
     classifier: tuple[str, ...]  # names of the modules timm's get_classifier() returns
+    num_classes: int | None  # the built model's num_classes attribute, if it has one
 
 
 def _owner(key: str) -> str:
@@ -155,6 +156,7 @@ def _snapshot(arch: ArchRef, num_classes: int) -> _Snapshot:
         norms=frozenset(n for n, m in model.named_modules() if _is_norm(m)),
         buffers=buffers,
         classifier=_classifier_names(model, names),
+        num_classes=n if isinstance(n := getattr(model, "num_classes", None), int) else None,
     )
 
 
@@ -249,6 +251,11 @@ def _find_heads(arch: ArchRef, num_classes: int) -> HeadSpec:
     probe = _snapshot(arch, p1)
     class_keys = _class_keys(arch, probe, _snapshot(arch, p2))
     if not class_keys:
+        if default == 0 and probe.num_classes == 0:  # the builder ignores num_classes: an encoder
+            raise UsageError(
+                f"{arch} has no classification head: its builder ignores num_classes (a feature encoder)",
+                "pick a classifier variant of this arch (`modelsurgeon archs PATTERN` lists them)",
+            )
         raise _fail(arch, f"no tensor changes shape with the class count ({p1} vs {p2})")
     shapes_n = _snapshot(arch, num_classes).shapes
     shapes_d = _snapshot(arch, default).shapes

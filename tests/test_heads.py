@@ -175,3 +175,10 @@ def test_disagreeing_timm_metadata_raises(monkeypatch: pytest.MonkeyPatch) -> No
         find_heads("test_vit", 3)
     assert "head.nope" in info.value.message and "report" in str(info.value.hint)
     heads._find_heads.cache_clear()
+
+
+def test_encoder_without_a_head_is_a_usage_error() -> None:
+    # timm's deepseek_vit encoder builder filters num_classes out: there is no classifier to replace
+    with pytest.raises(UsageError, match="no classification head") as info:
+        find_heads("deepseek_vit_412m_enc", 7)
+    assert not isinstance(info.value, HeadDetectionError)

@@ -24,12 +24,12 @@ _SOURCES = {"timm": "timm", "torchvision": "torchvision", "tv": "torchvision"}
 def _head_info(ref: Any) -> dict[str, Any]:
     """Head tensors, head type and default class count of one arch; an ``error`` instead if undetectable."""
     from modelsurgeon.archs import default_num_classes
-    from modelsurgeon.heads import HeadDetectionError, find_heads
+    from modelsurgeon.heads import find_heads
 
     try:
         default = default_num_classes(ref)
         spec = find_heads(ref, default or 1)
-    except HeadDetectionError as exc:
+    except UsageError as exc:  # HeadDetectionError, or an arch without a classifier
         return {"head": None, "head_type": None, "default_classes": None, "error": str(exc)}
     return {"head": list(spec.names), "head_type": spec.head_type, "default_classes": default}
 
