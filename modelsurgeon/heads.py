@@ -144,12 +144,8 @@ def _snapshot(arch: ArchRef, num_classes: int) -> _Snapshot:
     model = build_model(arch, num_classes)
     names = {id(m): n for n, m in model.named_modules()}
     state = model.state_dict(keep_vars=True)
-    buffers = frozenset(
-        f"{m}.{b}" if m else b
-        for m, mod in model.named_modules()
-        for b in mod._buffers
-        if f"{m}.{b}" in state
-    )
+    buffer_keys = (f"{m}.{b}" if m else b for m, mod in model.named_modules() for b in mod._buffers)
+    buffers = frozenset(k for k in buffer_keys if k in state)
     return _Snapshot(
         shapes=MappingProxyType({k: tuple(v.shape) for k, v in state.items()}),
         types=MappingProxyType({n: type(m).__name__ for n, m in model.named_modules()}),
