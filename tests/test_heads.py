@@ -7,9 +7,11 @@ not from modelsurgeon's output.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+from torch import nn
 
 from modelsurgeon.archs import build_model
 from modelsurgeon.errors import UsageError
@@ -182,3 +184,50 @@ def test_encoder_without_a_head_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="no classification head") as info:
         find_heads("deepseek_vit_412m_enc", 7)
     assert not isinstance(info.value, HeadDetectionError)
+
+
+class _Toy(nn.Module):
+    """A headless-by-default model whose head has a class-free LayerNorm and a class-sized BatchNorm."""
+
+    def __init__(self, num_classes: int = 0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.body = nn.Linear(4, 8)
+        head = (
+            [nn.LayerNorm(8), nn.Linear(8, num_classes), nn.BatchNorm1d(num_classes)] if num_classes else []
+        )
+        self.head = nn.Sequential(*head) if head else nn.Identity()
+
+
+@pytest.fixture
+def toy_arch(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    import modelsurgeon.archs as archs
+    import modelsurgeon.heads as heads
+
+    def clear() -> None:
+        for cached in (heads._find_heads, heads._snapshot, archs._default_num_classes):
+            cached.cache_clear()
+
+    clear()
+    monkeypatch.setattr(archs, "_build", lambda ref, n: _Toy(0 if n is None else n))
+    monkeypatch.setattr(heads, "_cross_check", lambda *args: None)  # no library metadata for a toy
+    yield "test_vit"
+    clear()
+
+
+def test_added_head_initialises_norms_and_statistics(toy_arch: str) -> None:
+    spec = find_heads(toy_arch, 3)
+    roles = {t.name: (t.role, t.shape) for t in spec.tensors}
+    assert roles == {
+        "head.0.weight": ("ones", (8,)),  # added with the head, though not class-sized
+        "head.0.bias": ("zeros", (8,)),
+        "head.1.weight": ("weight", (3, 8)),
+        "head.1.bias": ("bias", (3,)),
+        "head.2.weight": ("ones", (3,)),
+        "head.2.bias": ("zeros", (3,)),
+        "head.2.running_mean": ("zeros", (3,)),
+        "head.2.running_var": ("ones", (3,)),
+        "head.2.num_batches_tracked": ("zeros", ()),
+    }
+    assert spec.default_classes == 0 and spec.dropped == ()
+    assert set(spec.body) == _wb("body")
