@@ -81,7 +81,10 @@ def _print_table(rows: list[dict[str, Any]], with_heads: bool) -> None:
 def archs(
     pattern: Annotated[
         str | None,
-        typer.Argument(help="Glob on the name, e.g. 'vit_*' or 'tv:*resnet*'. Selects archs to inspect."),
+        typer.Argument(
+            metavar="PATTERN",
+            help="Glob on the name, e.g. 'vit_*' or 'tv:*resnet*'. Selects archs to inspect.",
+        ),
     ] = None,
     source: Annotated[
         str | None, typer.Option("--source", help="Only list this source: timm or torchvision (tv).")
