@@ -87,6 +87,8 @@ SAFE_GLOBALS_DOC = (
 
 _WRAPPER_PREFIXES = (("module.", "DDP"), ("_orig_mod.", "torch.compile"))
 _MAX_HEADER_BYTES = 100_000_000  # the limit safetensors itself enforces
+_MAX_NUMEL = 2**63 - 1  # torch sizes are int64: a larger dimension or element count cannot be a tensor
+_BRIEF = 80  # characters of a header value quoted in an error message
 _SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     name: dtype
     for name, dtype in (
@@ -538,7 +540,7 @@ class _SafetensorsFile:
             out: dict[str, Any] = {}
             for key, value in pairs:
                 if key in out:
-                    raise ValueError(f"duplicate key {key!r}")
+                    raise ValueError(f"duplicate key {_brief(key)}")
                 out[key] = value
             return out
 
@@ -559,29 +561,32 @@ class _SafetensorsFile:
         for begin, end, name in spans:
             if begin != position:
                 what = "overlaps the previous tensor" if begin < position else "leaves a gap before it"
-                raise self._bad(f"tensor {name!r} at byte {begin} {what} (expected {position})")
+                raise self._bad(f"tensor {_brief(name)} at byte {begin} {what} (expected {position})")
             position = end
         if position != data_len:
             raise self._bad(f"tensors cover {position} data bytes but the file holds {data_len}")
         return metadata, entries
 
     def _parse_entry(self, name: str, spec: Any) -> tuple[TensorInfo, int, int]:
+        what = f"tensor {_brief(name)}"
         if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
-            raise self._bad(f"entry {name!r} must have exactly dtype, shape and data_offsets")
+            raise self._bad(f"entry {_brief(name)} must have exactly dtype, shape and data_offsets")
         dtype = _SAFETENSORS_DTYPES.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
         if dtype is None:
-            raise self._bad(f"tensor {name!r} has unknown dtype {spec['dtype']!r}")
+            raise self._bad(f"{what} has unknown dtype {_brief(spec['dtype'])}")
         shape, offsets = spec["shape"], spec["data_offsets"]
         if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-            raise self._bad(f"tensor {name!r} has invalid shape {shape!r}")
+            raise self._bad(f"{what} has invalid shape {_brief(shape)}")
+        if math.prod(d for d in shape if d) > _MAX_NUMEL:  # even with a 0 dim, torch cannot hold it
+            raise self._bad(f"{what} has shape {_brief(shape)}, too large for a tensor")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
-            raise self._bad(f"tensor {name!r} has invalid data_offsets {offsets!r}")
+            raise self._bad(f"{what} has invalid data_offsets {_brief(offsets)}")
         begin, end = offsets
         info = TensorInfo(dtype, tuple(shape))
         if end < begin or end - begin != info.nbytes:
             raise self._bad(
-                f"tensor {name!r} spans {end - begin} bytes but dtype {spec['dtype']} and shape "
-                f"{tuple(shape)} need {info.nbytes}"
+                f"{what} spans {end - begin} bytes but dtype {spec['dtype']} and shape "
+                f"{_brief(tuple(shape))} need {info.nbytes}"
             )
         return info, begin, end
 
@@ -596,6 +601,12 @@ class _SafetensorsFile:
         except RuntimeError:  # data not aligned to the element size: copy it out
             typed = raw.clone().view(info.dtype)
         return typed.reshape(info.shape)
+
+
+def _brief(value: Any) -> str:
+    """``repr(value)``, cut to :data:`_BRIEF` characters: a corrupt header can hold megabyte-long values."""
+    text = repr(value)
+    return text if len(text) <= _BRIEF else text[: _BRIEF - 1] + "…"
 
 
 def _is_count(value: Any) -> bool:
