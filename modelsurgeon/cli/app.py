@@ -24,6 +24,10 @@ P = ParamSpec("P")
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
+# Every character that str.splitlines() breaks at, and the other control characters (a terminal escape
+# in a tensor name from a corrupt file), shown escaped so that an error is always exactly one line.
+_ESCAPES = {code: ascii(chr(code))[1:-1] for code in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)}
+
 app = typer.Typer(
     name="modelsurgeon",
     help="Replace the classification head of a pretrained image classifier, correctly.",
@@ -64,18 +68,25 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _interrupted(name: str, code: int) -> NoReturn:
-    from modelsurgeon.cli._output import err_console
-
-    err_console.quiet = False
-    err_console.print(f"error: interrupted by {name} — nothing was written", markup=False, soft_wrap=True)
+    _print_error(f"interrupted by {name} — nothing was written")
     raise typer.Exit(code)
 
 
-def _report(exc: ModelSurgeonError) -> NoReturn:
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and control characters escaped (``\\n``, ``\\x1b``): one line."""
+    return text.translate(_ESCAPES)
+
+
+def _print_error(text: str) -> None:
+    """Print ``error: text`` on stderr as one line, even under ``--quiet``."""
     from modelsurgeon.cli._output import err_console
 
     err_console.quiet = False
-    err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+    err_console.print(f"error: {_one_line(text)}", markup=False, emoji=False, soft_wrap=True, highlight=False)
+
+
+def _report(exc: ModelSurgeonError) -> NoReturn:
+    _print_error(str(exc))
     raise typer.Exit(exc.exit_code)
 
 
@@ -123,26 +134,20 @@ def main(argv: list[str] | None = None) -> None:
     ``ModelSurgeonError`` exits with its own code; any other exception is a bug (exit 1).
     ``--debug`` or ``MODELSURGEON_DEBUG=1`` re-raises with the traceback.
     """
-    from modelsurgeon.cli._output import err_console
-
     try:
         app(args=argv, prog_name="modelsurgeon")
     except ModelSurgeonError as exc:
         if _debug():
             raise
-        err_console.quiet = False
-        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        _print_error(str(exc))
         sys.exit(exc.exit_code)
     except (SystemExit, KeyboardInterrupt):
         raise
     except Exception as exc:  # an unexpected exception is a bug
         if _debug():
             raise
-        err_console.quiet = False
-        err_console.print(
-            f"error: internal error ({type(exc).__name__}: {exc}) — this is a bug in modelsurgeon;"
-            " rerun with --debug for the traceback and report it",
-            markup=False,
-            soft_wrap=True,
+        _print_error(
+            f"internal error ({type(exc).__name__}: {exc}) — this is a bug in modelsurgeon;"
+            " rerun with --debug for the traceback and report it"
         )
         sys.exit(EXIT_BUG)
