@@ -1033,16 +1033,25 @@ def _check_dest(path: Path, label: str, *, force: bool) -> None:
 
 
 class _Counter:
-    """A write-only binary stream that hashes and counts what passes through it."""
+    """A write-only binary stream that hashes and counts what passes through it.
+
+    An ``OSError`` from the underlying stream is kept in :attr:`error`: ``torch.save`` turns it into a
+    ``RuntimeError`` ("unexpected pos …"), and the writer re-raises the original (``ENOSPC``) instead.
+    """
 
     def __init__(self, out: IO[bytes], digest: Any) -> None:
         self._out = out
         self._digest = digest
         self.nbytes = 0
+        self.error: OSError | None = None
 
     def write(self, data: bytes | memoryview) -> int:
         self._digest.update(data)
-        self._out.write(data)
+        try:
+            self._out.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
         self.nbytes += len(data)
         return len(data)
 
@@ -1246,7 +1255,12 @@ def _save_torch(
         state[e.name] = t
     if progress is not None:
         progress(0, total)
-    torch.save(state, out)  # type: ignore[arg-type]
+    try:
+        torch.save(state, out)  # type: ignore[arg-type]
+    except RuntimeError as exc:
+        if out.error is not None:  # the disk filled up (or another I/O error) inside torch's writer
+            raise out.error from exc
+        raise
     if progress is not None:
         progress(total, total)
 
