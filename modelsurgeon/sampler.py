@@ -41,13 +41,21 @@ _T64 = 8.0  # float64 normal_ proposals (53-bit uniforms) are trusted on [-_T64,
 _EMAX32 = 12.0 * math.log(2.0)  # float32 exponentials used only where u >= 2^-12 (grid finer than 2^-12)
 _EMAX64 = 30.0
 _MAX_ROUNDS = 8
-# CPU chunks of 2^16 values stay in L2 cache; per-chunk Python overhead stays below ~10% of normal_.
-_CHUNK_CPU = 1 << 16
+# CPU chunks of 2^17 values: scratch buffers stay in cache, per-chunk Python overhead stays near 1%.
+_CHUNK_CPU = 1 << 17
 _FAR = 1e150  # |alpha| beyond this is numerically infinite (alpha² would overflow)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-# Relative cost of one proposal of each kind, in units of a float32 normal_ draw (measured on CPU).
-_COST = {"normal32": 1.4, "fold32": 1.5, "exp32": 3.6, "normal64": 5.0, "fold64": 5.1, "exp64": 9.0}
-_COST_UNIF64 = 5.0
+# Relative cost of one proposal of each kind, in units of a float32 normal_ draw (measured on CPU, 1 thread).
+_COST = {
+    "normal32": 1.6,
+    "fold32": 1.7,
+    "exp32": 3.4,
+    "unif32": 2.8,
+    "normal64": 8.0,
+    "fold64": 8.1,
+    "exp64": 6.0,
+    "unif64": 5.0,
+}
 
 
 def std_bounds(mean: float, std: float, a: float, b: float) -> tuple[float, float]:
@@ -188,63 +196,85 @@ class _Plan:
             alpha, beta, self.sign, self.near = -beta, -alpha, -1.0, b
         self.alpha, self.beta = alpha, beta
         self.log_z = _log_mass(alpha, beta)
-        self._choose(a, b)
+        self.a, self.b = a, b
+        self._choose()
         self._fallback_mixture()
 
-    def _options(self, a: float, b: float) -> list[tuple[float, str, float, float, float]]:
+    def _origin32(self, *candidates: float) -> float | None:
+        """The first candidate a float32 affine map can start from exactly (any for float16/bfloat16)."""
+        for v in candidates:
+            if self.dtype in _LOW_PRECISION or _f32_exact(v):
+                return v
+        return None
+
+    def _options(self) -> list[tuple[float, str, float, float, float]]:
         """(cost per accepted value, kind, C low, C high, acceptance) for every usable proposal."""
         alpha, beta, out = self.alpha, self.beta, []
-        low = self.dtype != torch.float64
         width = beta - alpha
-        for bits in ("32", "64") if low else ("64",):
+        for bits in ("32", "64") if self.dtype != torch.float64 else ("64",):
             t = _T32 if bits == "32" else _T64
             lo, hi = max(alpha, -t), min(beta, t)
             log_m = _log_mass(lo, hi)
             if log_m > -math.inf:
-                out.append(
-                    (_COST["normal" + bits] / math.exp(log_m), "normal" + bits, lo, hi, math.exp(log_m))
-                )
+                acc = math.exp(log_m)
+                out.append((_COST["normal" + bits] / acc, "normal" + bits, lo, hi, acc))
                 if alpha >= 0:
-                    acc = min(1.0, 2.0 * math.exp(log_m))
+                    acc = min(1.0, 2.0 * acc)
                     out.append((_COST["fold" + bits] / acc, "fold" + bits, lo, hi, acc))
-            if alpha >= 0:
+            if alpha >= 0 and (bits == "64" or self._origin32(self.near) is not None):
                 lam = 0.5 * (alpha + math.hypot(alpha, 2.0))
-                emax = _EMAX32 if bits == "32" else _EMAX64
-                near_ok = self.dtype in _LOW_PRECISION or (
-                    abs(self.near) >= self.std / lam and _f32_exact(self.near)
-                )
-                if bits == "64" or near_ok:
-                    hi = min(beta, alpha + emax / lam)
-                    log_acc = (
-                        _log_mass(alpha, hi) + math.log(lam) + _LOG_SQRT_2PI + lam * alpha - 0.5 * lam * lam
-                    )
-                    acc = min(1.0, math.exp(log_acc))
-                    if acc > 0:
-                        out.append((_COST["exp" + bits] / acc, "exp" + bits, alpha, hi, acc))
-        if math.isfinite(width) and width > 0:
-            peak = min(max(0.0, alpha), beta)
-            log_env = -0.5 * peak * peak - _LOG_SQRT_2PI + math.log(width)
-            acc = min(1.0, math.exp(self.log_z - log_env))
-            if acc > 0:
-                out.append((_COST_UNIF64 / acc, "unif64", alpha, beta, acc))
+                hi = min(beta, alpha + (_EMAX32 if bits == "32" else _EMAX64) / lam)
+                log_acc = _log_mass(alpha, hi) + math.log(lam) + _LOG_SQRT_2PI + lam * alpha - 0.5 * lam * lam
+                acc = min(1.0, math.exp(log_acc))
+                if acc > 0:
+                    out.append((_COST["exp" + bits] / acc, "exp" + bits, alpha, hi, acc))
+            mid = 0.5 * (self.a + self.b)
+            unif_ok = bits == "64" or self._origin32(self.near, mid) is not None
+            if math.isfinite(width) and width > 0 and unif_ok:
+                peak = min(max(0.0, alpha), beta)
+                log_env = -0.5 * peak * peak - _LOG_SQRT_2PI + math.log(width)
+                acc = min(1.0, math.exp(self.log_z - log_env))
+                if acc > 0:
+                    out.append((_COST["unif" + bits] / acc, "unif" + bits, alpha, beta, acc))
         return out
 
-    def _choose(self, a: float, b: float) -> None:
-        options = self._options(a, b)
+    def _choose(self) -> None:
+        options = self._options()
         if not options:  # pragma: no cover - every nonempty interval has the uniform or the exp option
-            raise ValueError(f"truncated normal: no sampler for [a, b] = [{a}, {b}]")
+            raise ValueError(f"truncated normal: no sampler for [a, b] = [{self.a}, {self.b}]")
         _, self.kind, self.c_lo, self.c_hi, self.acc = min(options)
         self.lam = 0.5 * (self.alpha + math.hypot(self.alpha, 2.0))
-        self.emax = _EMAX32 if self.kind == "exp32" else _EMAX64
-        self.width_abs = b - a
         bits32 = self.kind.endswith("32")
         self.compute = torch.float32 if bits32 else torch.float64
-        # Affine map to the output in float32 only where its rounding cannot show in the output dtype.
-        if self.kind.startswith(("normal", "fold")):
+        # The output is origin + scale * s, where s is the proposal (z for normal/fold, Exp/lambda for exp,
+        # the uniform t, or t - 1/2, for unif). The map runs in float32 only where its rounding cannot show.
+        kind = self.kind[:-2]
+        self.center = False
+        if kind in ("normal", "fold"):
+            self.origin, self.scale = self.mean, self.sign * self.std
             affine32 = bits32 and (self.mean == 0 or self.dtype in _LOW_PRECISION)
+        elif kind == "exp":
+            self.origin, self.scale = self.near, self.sign * self.std
+            affine32 = bits32
         else:
+            mid = 0.5 * (self.a + self.b)
+            origin = self._origin32(self.near, mid) if bits32 else self.near
+            self.center = origin != self.near
+            self.origin = mid if self.center else self.near
+            self.scale = self.sign * (self.b - self.a)
             affine32 = bits32
         self.affine = torch.float32 if affine32 else torch.float64
+        # Accepted normal/fold proposals mapped by +-1 already lie in [a, b]: no clamp needed for them.
+        exact_c = all(math.isinf(c) or _f32_exact(c) or not bits32 for c in (self.c_lo, self.c_hi))
+        self.clamp = not (
+            kind in ("normal", "fold")
+            and self.origin == 0.0
+            and abs(self.scale) == 1.0
+            and self.affine == self.compute
+            and exact_c
+            and (self.a == self.a_in or self.a == -math.inf)
+            and (self.b == self.b_in or self.b == math.inf)
+        )
 
     def _fallback_mixture(self) -> None:
         """Split what the first proposal rejects into the part C can serve and the part it cannot.
@@ -295,49 +325,78 @@ def _ppf_std(u: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tenso
     return torch.where(flip, -z, z)
 
 
-def _propose(
-    plan: _Plan, n: int, device: torch.device, gen: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """n proposals mapped to the output scale (dtype ``plan.affine``) and their acceptance mask."""
-    cd = plan.compute
-    kind = plan.kind[:-2]
+class _Scratch:
+    """Scratch tensors reused across chunks and rounds, so the hot loop allocates nothing."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, dtype: torch.dtype, n: int) -> torch.Tensor:
+        buf = self._bufs.get(name)
+        if buf is None or buf.dtype != dtype or buf.numel() < n:
+            buf = torch.empty(n, dtype=dtype, device=self.device)
+            self._bufs[name] = buf
+        return buf[:n]
+
+
+def _log1m_uniform_(u: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """Fill ``u`` with log(1 - U), U uniform on [0, 1): minus an Exp(1) draw (1 - U is exact, in (0, 1])."""
+    return u.uniform_(generator=gen).neg_().add_(1.0).log_()
+
+
+def _propose_into(
+    plan: _Plan, dst: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None
+) -> torch.Tensor:
+    """Write one proposal per element of ``dst`` (on the output scale, clamped to [a, b]).
+
+    Returns:
+        The rejection mask (a scratch view): True where the proposal is not an accepted draw from f|C.
+    """
+    n, cd, kind = dst.numel(), plan.compute, plan.kind[:-2]
+    s = dst if dst.dtype == cd and plan.affine == cd else scratch.get("s", cd, n)
+    g = scratch.get("g", cd, n)
+    bad = scratch.get("bad", torch.bool, n)
     if kind in ("normal", "fold"):
-        z = torch.empty(n, dtype=cd, device=device).normal_(generator=gen)
+        s.normal_(generator=gen)
         if kind == "fold":
-            z.abs_()
-            ok = (z >= plan.c_lo) & (z <= plan.c_hi)
-        elif plan.c_lo == -plan.c_hi:
-            ok = z.abs() <= plan.c_hi
+            s.abs_()
+        if plan.c_lo == -plan.c_hi:
+            torch.gt(torch.abs(s, out=g), plan.c_hi, out=bad)
         else:
-            ok = (z >= plan.c_lo) & (z <= plan.c_hi)
-        z = z.to(plan.affine)
-        scale = plan.sign * plan.std
-        if plan.mean == 0:
-            return (z.mul_(scale) if scale != 1.0 else z), ok
-        return z.mul_(scale).add_(plan.mean), ok
-    if kind == "exp":
-        u = torch.empty(n, dtype=cd, device=device).uniform_(generator=gen)
-        e = u.neg_().add_(1.0).log_().neg_()  # Exp(1): 1 - u is exact and in (0, 1]; log1p is slow on CPU
-        ok = e <= plan.emax
-        e.div_(plan.lam)
-        if plan.c_hi < math.inf:
-            ok &= e <= plan.c_hi - plan.alpha
-        u2 = torch.empty(n, dtype=cd, device=device).uniform_(generator=gen)
-        e2 = u2.neg_().add_(1.0).log_().mul_(-2.0)
-        ok &= (e + (plan.alpha - plan.lam)).square_() <= e2
-        e = e.to(plan.affine)
-        return e.mul_(plan.sign * plan.std).add_(plan.near), ok
-    # unif (float64): offset t of the width, accepted with prob phi(z) / phi(peak)
-    t = torch.empty(n, dtype=torch.float64, device=device).uniform_(generator=gen)
-    width = plan.beta - plan.alpha
-    v = t * width
-    if plan.alpha >= 0:
-        s = v * (v * 0.5 + plan.alpha)
+            torch.ne(torch.clamp(s, plan.c_lo, plan.c_hi, out=g), s, out=bad)
+    elif kind == "exp":
+        # Robert (1995): z = alpha + E / lam, accepted when E2 >= (z - lam)² / 2, and only inside C.
+        _log1m_uniform_(s, gen).mul_(-1.0 / plan.lam)  # E / lam
+        torch.add(s, plan.alpha - plan.lam, out=g)  # z - lam
+        v = _log1m_uniform_(scratch.get("v", cd, n), gen)  # -E2
+        torch.addcmul(v, g, g, value=0.5, out=v)  # > 0: rejected by the test
+        torch.maximum(v, torch.sub(s, plan.c_hi - plan.alpha, out=g), out=v)  # > 0 also outside C
+        torch.gt(v, 0.0, out=bad)
     else:
-        s = (v + plan.alpha).square_().mul_(0.5)
-    u2 = torch.empty(n, dtype=torch.float64, device=device).uniform_(generator=gen)
-    ok = s <= u2.neg_().add_(1.0).log_().neg_()
-    return t.mul_(plan.sign * plan.width_abs).add_(plan.near), ok
+        # Uniform t on [0, 1): z = alpha + t * width, accepted with probability phi(z) / phi(peak).
+        s.uniform_(generator=gen)
+        width = plan.beta - plan.alpha
+        v = _log1m_uniform_(scratch.get("v", cd, n), gen)
+        if plan.alpha >= 0:  # peak at alpha: log ratio (z² - alpha²) / 2 = t width (t width / 2 + alpha)
+            torch.mul(s, 0.5 * width, out=g).add_(plan.alpha)
+            torch.addcmul(v, s, g, value=width, out=v)
+        else:  # peak at 0: log ratio z² / 2
+            torch.mul(s, width, out=g).add_(plan.alpha)
+            torch.addcmul(v, g, g, value=0.5, out=v)
+        torch.gt(v, 0.0, out=bad)
+        if plan.center:
+            s.sub_(0.5)
+    x = s if plan.affine == cd else scratch.get("x", plan.affine, n).copy_(s)
+    if plan.scale != 1.0:
+        x.mul_(plan.scale)
+    if plan.origin != 0.0:
+        x.add_(plan.origin)
+    if x.data_ptr() != dst.data_ptr():
+        dst.copy_(x)
+    if plan.clamp:
+        dst.clamp_(plan.a_in, plan.b_in)
+    return bad
 
 
 def _inverse_cdf(
@@ -365,12 +424,11 @@ def _inverse_cdf(
     return z.mul_(plan.sign * plan.std).add_(plan.mean)
 
 
-def _fill_chunk(out: torch.Tensor, plan: _Plan, gen: torch.Generator | None) -> None:
-    """Fill one chunk: one proposal each, then the rejected ones (an exchangeable remainder) in rounds."""
-    device = out.device
-    x, ok = _propose(plan, out.numel(), device, gen)
-    out.copy_(x)
-    todo = torch.nonzero(ok.logical_not_()).view(-1)
+def _fill_remainder(
+    flat: torch.Tensor, todo: torch.Tensor, plan: _Plan, scratch: _Scratch, gen: torch.Generator | None
+) -> None:
+    """Give every position in ``todo`` (rejected by its proposal, an exchangeable set) an exact draw."""
+    device = flat.device
     if todo.numel() and plan.p_out > 0.0:
         outside = torch.empty(todo.numel(), dtype=torch.float64, device=device).uniform_(generator=gen)
         outside = outside < plan.p_out
@@ -378,20 +436,21 @@ def _fill_chunk(out: torch.Tensor, plan: _Plan, gen: torch.Generator | None) -> 
         todo = todo[outside.logical_not_()]
         if there.numel():
             draws = _inverse_cdf(plan, there.numel(), plan.out_pieces, plan.out_cut, device, gen)
-            out[there] = draws.to(out.dtype)
-    # Every remaining element needs an iid draw from f|C: accepted proposals are iid f|C and independent
-    # of which positions are left, so they may fill the remaining positions in order.
+            flat[there] = draws.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
+    # Every remaining position needs an iid draw from f|C: accepted proposals are iid f|C and independent
+    # of which positions are left, so the first ones accepted fill the remaining positions in order.
     for _ in range(_MAX_ROUNDS):
         if todo.numel() == 0:
             break
-        x, ok = _propose(plan, todo.numel(), device, gen)
-        vals = x[ok]
-        out[todo[: vals.numel()]] = vals.to(out.dtype)
+        n = min(int(todo.numel() / plan.acc * 1.05) + 64, 16 * todo.numel() + 1024)
+        x = scratch.get("round", flat.dtype, n)
+        bad = _propose_into(plan, x, scratch, gen)
+        vals = x[bad.logical_not_()][: todo.numel()]
+        flat[todo[: vals.numel()]] = vals
         todo = todo[vals.numel() :]
     if todo.numel():
         draws = _inverse_cdf(plan, todo.numel(), [(plan.c_lo, plan.c_hi)], 1.0, device, gen)
-        out[todo] = draws.to(out.dtype)
-    out.clamp_(plan.a_in, plan.b_in)
+        flat[todo] = draws.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
 
 
 def _trunc_normal_(
@@ -418,9 +477,17 @@ def _trunc_normal_(
         if tensor.is_contiguous()
         else torch.empty(tensor.numel(), dtype=tensor.dtype, device=tensor.device)
     )
+    # One proposal per element, chunk by chunk; the rejected positions are then filled all together.
     chunk = _CHUNK_CPU if tensor.device.type == "cpu" else 1 << 24
+    scratch = _Scratch(tensor.device)
+    rejected = []
     for start in range(0, flat.numel(), chunk):
-        _fill_chunk(flat[start : start + chunk], plan, generator)
+        bad = _propose_into(plan, flat[start : start + chunk], scratch, generator)
+        idx = torch.nonzero(bad).view(-1)
+        if idx.numel():
+            rejected.append(idx.add_(start))
+    if rejected:
+        _fill_remainder(flat, torch.cat(rejected), plan, scratch, generator)
     if flat.data_ptr() != tensor.data_ptr() or not tensor.is_contiguous():
         tensor.copy_(flat.view(tensor.shape))
     return tensor
