@@ -48,12 +48,14 @@ class Sample:
 
     Args:
         wall_s: Seconds from just before the child was started to just after it was reaped.
+        cpu_s: CPU seconds of the child (user + system, all its threads and reaped children).
         anon_kib: Peak ``RssAnon`` seen by the sampler, in KiB.
         hwm_kib: Peak resident set (``ru_maxrss``), in KiB.
         polls: How many times the sampler read the child's status.
     """
 
     wall_s: float
+    cpu_s: float
     anon_kib: int
     hwm_kib: int
     polls: int
@@ -110,7 +112,7 @@ def run_measured(argv: Sequence[str], *, cwd: str | None = None, poll_s: float =
             err.seek(0)
             tail = err.read().decode("utf-8", "replace")[-2000:]
             raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}:\n{tail}")
-    return Sample(wall, peak[0], int(usage.ru_maxrss), peak[1])
+    return Sample(wall, usage.ru_utime + usage.ru_stime, peak[0], int(usage.ru_maxrss), peak[1])
 
 
 def run_steps(steps: Sequence[Sequence[str]], *, cwd: str | None = None) -> Sample:
@@ -118,6 +120,7 @@ def run_steps(steps: Sequence[Sequence[str]], *, cwd: str | None = None) -> Samp
     samples = [run_measured(argv, cwd=cwd) for argv in steps]
     return Sample(
         sum(s.wall_s for s in samples),
+        sum(s.cpu_s for s in samples),
         max(s.anon_kib for s in samples),
         max(s.hwm_kib for s in samples),
         sum(s.polls for s in samples),

@@ -78,6 +78,9 @@ class Runs:
     def wall(self) -> list[float]:
         return [s.wall_s for s in self.samples]
 
+    def cpu(self) -> list[float]:
+        return [s.cpu_s for s in self.samples]
+
     def anon_mib(self) -> float:
         return median([s.anon_kib / MIB for s in self.samples])
 
@@ -148,7 +151,8 @@ def _bench(cases: Sequence[Case], rounds: int, out: Path) -> dict[str, dict[str,
                 _clean(out)
                 results[case.label].setdefault(name, Runs()).samples.append(sample)
                 print(
-                    f"round {r + 1}/{rounds} {case.label:<17} {name:<13} {sample.wall_s:7.2f} s  "
+                    f"round {r + 1}/{rounds} {case.label:<17} {name:<13} {sample.wall_s:7.2f} s "
+                    f"(CPU {sample.cpu_s:6.2f} s)  "
                     f"RssAnon {sample.anon_kib / MIB:7.0f} MiB  VmHWM {sample.hwm_kib / MIB:7.0f} MiB",
                     file=sys.stderr,
                     flush=True,
@@ -170,9 +174,10 @@ def _startup(rounds: int) -> dict[str, Runs]:
     return results
 
 
-def _ratio(a: Runs, b: Runs) -> float:
-    """Median over rounds of a's wall time divided by b's in the same round."""
-    return median([x / y for x, y in zip(a.wall(), b.wall(), strict=True)])
+def _ratio(a: Runs, b: Runs, *, cpu: bool = False) -> float:
+    """Median over rounds of a's wall (or CPU) time divided by b's in the same round."""
+    xs, ys = (a.cpu(), b.cpu()) if cpu else (a.wall(), b.wall())
+    return median([x / y for x, y in zip(xs, ys, strict=True)])
 
 
 def _machine() -> dict[str, str]:
@@ -234,21 +239,24 @@ def _report(
         "## Rehead, whole process",
         "",
         f"`--classes {CLASSES}`, random float32 weights, warm page cache. Wall: median (min–max) seconds. "
-        "×floor and seed÷: medians of the per-round ratios. RssAnon: median of the per-run peaks; "
+        "×floor and seed÷: medians of the per-round ratios. CPU: user + system seconds of the process "
+        "and its threads (less sensitive to a busy machine than wall time, but work overlapped in threads "
+        "adds up). RssAnon: median of the per-run peaks; "
         'above import: minus the peak RssAnon of a bare `python -c "import torch, timm"` '
         f"({base:.0f} MiB). "
         "VmHWM: peak resident set including mapped file pages.",
         "",
-        "| checkpoint | contender | wall s | × floor | seed ÷ this | peak RssAnon MiB | above import MiB "
-        "| VmHWM MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| checkpoint | contender | wall s | × floor | seed ÷ this | CPU s | CPU × floor | peak RssAnon MiB "
+        "| above import MiB | VmHWM MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in results.items():
         for name, r in runs.items():
             lines.append(
                 f"| {label} | {name} | {_fmt_range(r.wall())} | {_ratio(r, runs['floor']):.2f} | "
-                f"{_ratio(runs['seed recipe'], r):.2f} | {r.anon_mib():.0f} | {r.anon_mib() - base:+.0f} | "
-                f"{r.hwm_mib():.0f} |"
+                f"{_ratio(runs['seed recipe'], r):.2f} | {median(r.cpu()):.2f} | "
+                f"{_ratio(r, runs['floor'], cpu=True):.2f} | {r.anon_mib():.0f} | "
+                f"{r.anon_mib() - base:+.0f} | {r.hwm_mib():.0f} |"
             )
     lines += ["", "## Start-up", "", "| command | wall s | peak RssAnon MiB |", "|---|---|---|"]
     for name, r in startup.items():

@@ -8,10 +8,12 @@ other tensor is streamed from the checkpoint to the output bit for bit, with its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -434,22 +436,28 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
     from modelsurgeon.checkpoint import read_checkpoint
     from modelsurgeon.heads import find_heads
 
-    arch = resolve_arch(config.arch)
-    spec = find_heads(arch, classes)
-    if config.checkpoint:
-        source = config.checkpoint
-    else:
-        from modelsurgeon.hub import locate_pretrained
+    # Hash the source while timm is imported and the arch is planned (the hash is ~1.5 s per GB).
+    prefetch = _Prefetch(config.checkpoint, ema=config.ema)
+    try:
+        arch = resolve_arch(config.arch)
+        spec = find_heads(arch, classes)
+        if config.checkpoint:
+            source = config.checkpoint
+        else:
+            from modelsurgeon.hub import locate_pretrained
 
-        source = str(locate_pretrained(pretrained_hub_id(arch), arch_label=str(arch)))
-    out = config.out or f"{arch.name}-{classes}cls.safetensors"
-    if _same_file(source, out) and not config.force:
-        raise UsageError(
-            f"--out {out} is the input checkpoint", "pick another --out, or pass --force to replace it"
-        )
+            source = str(locate_pretrained(pretrained_hub_id(arch), arch_label=str(arch)))
+        out = config.out or f"{arch.name}-{classes}cls.safetensors"
+        if _same_file(source, out) and not config.force:
+            raise UsageError(
+                f"--out {out} is the input checkpoint", "pick another --out, or pass --force to replace it"
+            )
+    except BaseException:
+        prefetch.close()
+        raise
     seed = config.seed if config.seed is not None else secrets.randbits(63)
 
-    with read_checkpoint(source, ema=config.ema) as ckpt:
+    with prefetch.take() or read_checkpoint(source, ema=config.ema) as ckpt:
         notes = list(ckpt.notes)
         notes += _match(spec, ckpt, str(arch))
         old_head = next((t for t in spec.tensors if t.role == "weight" and t.name in ckpt.infos), None)
@@ -509,6 +517,57 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
         warnings=warnings,
         seconds=round(time.perf_counter() - start, 3),
     )
+
+
+class _Prefetch:
+    """The source checkpoint, opened early, its sha256 computed in a background thread.
+
+    ``hashlib`` and file reads release the GIL, so the hash runs on another core while the main thread
+    imports timm and builds the arch on meta. Errors are not raised here: when opening fails, the
+    checkpoint is opened again later, in the usual order (usage errors about the arch come first).
+    stdin (hashed while it is spooled) and hub checkpoints (located from the arch) are not prefetched.
+    """
+
+    def __init__(self, source: str | None, *, ema: bool) -> None:
+        self._ckpt: Checkpoint | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._hashed = self._abandoned = False
+        if not source or source == "-":
+            return
+        from modelsurgeon.checkpoint import read_checkpoint
+
+        try:
+            self._ckpt = read_checkpoint(source, ema=ema)
+        except InputError:
+            return
+        self._thread = threading.Thread(target=self._hash, name="modelsurgeon-sha256", daemon=True)
+        self._thread.start()
+
+    def _hash(self) -> None:
+        if self._ckpt is None:  # pragma: no cover - the thread only starts with a checkpoint
+            return
+        with contextlib.suppress(ModelSurgeonError):  # raised again when the main thread asks for it
+            _ = self._ckpt.sha256
+        with self._lock:
+            self._hashed = True
+            abandoned = self._abandoned
+        if abandoned:
+            self._ckpt.close()
+
+    def take(self) -> Checkpoint | None:
+        """The opened checkpoint once its hash is done, or None when it could not be opened early."""
+        if self._thread is not None:
+            self._thread.join()
+        return self._ckpt
+
+    def close(self) -> None:
+        """Close the checkpoint now, or (while it is being hashed) as soon as the hash is done."""
+        with self._lock:
+            self._abandoned = True
+            now = self._hashed or self._thread is None
+        if now and self._ckpt is not None:
+            self._ckpt.close()
 
 
 def _entries(spec: HeadSpec, ckpt: Checkpoint, heads: Mapping[str, torch.Tensor]) -> list[OutTensor]:
