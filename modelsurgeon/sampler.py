@@ -340,11 +340,6 @@ class _Scratch:
         return buf[:n]
 
 
-def _log1m_uniform_(u: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-    """Fill ``u`` with log(1 - U), U uniform on [0, 1): minus an Exp(1) draw (1 - U is exact, in (0, 1])."""
-    return u.uniform_(generator=gen).neg_().add_(1.0).log_()
-
-
 def _propose_into(
     plan: _Plan, dst: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None
 ) -> torch.Tensor:
@@ -367,17 +362,18 @@ def _propose_into(
             torch.ne(torch.clamp(s, plan.c_lo, plan.c_hi, out=g), s, out=bad)
     elif kind == "exp":
         # Robert (1995): z = alpha + E / lam, accepted when E2 >= (z - lam)² / 2, and only inside C.
-        _log1m_uniform_(s, gen).mul_(-1.0 / plan.lam)  # E / lam
+        # E = -log U with U on [0, 1): U = 0 gives E = inf, which lies outside C and is rejected.
+        s.uniform_(generator=gen).log_().mul_(-1.0 / plan.lam)  # E / lam
         torch.add(s, plan.alpha - plan.lam, out=g)  # z - lam
-        v = _log1m_uniform_(scratch.get("v", cd, n), gen)  # -E2
+        v = scratch.get("v", cd, n).uniform_(generator=gen).log_()  # -E2 (-inf accepts)
         torch.addcmul(v, g, g, value=0.5, out=v)  # > 0: rejected by the test
-        torch.maximum(v, torch.sub(s, plan.c_hi - plan.alpha, out=g), out=v)  # > 0 also outside C
+        torch.maximum(v, g.sub_(plan.c_hi - plan.lam), out=v)  # > 0 also when z > c_hi
         torch.gt(v, 0.0, out=bad)
     else:
         # Uniform t on [0, 1): z = alpha + t * width, accepted with probability phi(z) / phi(peak).
         s.uniform_(generator=gen)
         width = plan.beta - plan.alpha
-        v = _log1m_uniform_(scratch.get("v", cd, n), gen)
+        v = scratch.get("v", cd, n).uniform_(generator=gen).log_()  # log U2 (-inf accepts)
         if plan.alpha >= 0:  # peak at alpha: log ratio (z² - alpha²) / 2 = t width (t width / 2 + alpha)
             torch.mul(s, 0.5 * width, out=g).add_(plan.alpha)
             torch.addcmul(v, s, g, value=width, out=v)
@@ -424,33 +420,53 @@ def _inverse_cdf(
     return z.mul_(plan.sign * plan.std).add_(plan.mean)
 
 
+def _bernoulli_subset(n: int, p: float, device: torch.device, gen: torch.Generator | None) -> torch.Tensor:
+    """The sorted positions in [0, n) of n independent Bernoulli(p) successes, in O(n p) work.
+
+    The gaps between successes are geometric: floor(log U / log(1 - p)) failures, U uniform on (0, 1].
+    """
+    if p >= 1.0:
+        return torch.arange(n, device=device)
+    log_q = math.log1p(-p)
+    found, start = [], 0
+    while start < n:
+        m = int((n - start) * p + 6.0 * math.sqrt((n - start) * p) + 16)
+        u = 1.0 - torch.empty(m, dtype=torch.float64, device=device).uniform_(generator=gen)
+        steps = torch.floor_(torch.log_(u).div_(log_q)).add_(1.0).cumsum_(0)
+        pos = steps.to(torch.int64).add_(start - 1)
+        found.append(pos[pos < n])
+        start = int(pos[-1]) + 1
+    return torch.cat(found)
+
+
 def _fill_remainder(
     flat: torch.Tensor, todo: torch.Tensor, plan: _Plan, scratch: _Scratch, gen: torch.Generator | None
 ) -> None:
-    """Give every position in ``todo`` (rejected by its proposal, an exchangeable set) an exact draw."""
-    device = flat.device
-    if todo.numel() and plan.p_out > 0.0:
-        outside = torch.empty(todo.numel(), dtype=torch.float64, device=device).uniform_(generator=gen)
-        outside = outside < plan.p_out
-        there = todo[outside]
-        todo = todo[outside.logical_not_()]
-        if there.numel():
-            draws = _inverse_cdf(plan, there.numel(), plan.out_pieces, plan.out_cut, device, gen)
-            flat[there] = draws.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
-    # Every remaining position needs an iid draw from f|C: accepted proposals are iid f|C and independent
-    # of which positions are left, so the first ones accepted fill the remaining positions in order.
-    for _ in range(_MAX_ROUNDS):
-        if todo.numel() == 0:
+    """Give every position in ``todo`` (rejected by its proposal, an exchangeable set) an exact draw.
+
+    Each needs an iid draw from h0: with probability ``p_out`` from f outside C, otherwise from f|C.
+    """
+    device, k = flat.device, todo.numel()
+    there = _bernoulli_subset(k, plan.p_out, device, gen) if plan.p_out > 0.0 else None
+    # Accepted proposals are iid f|C and independent of which positions are left, so they fill the
+    # positions in order (all of them: the outside draws below then overwrite their share).
+    left = todo if there is None or there.numel() < k else todo[:0]
+    piece = _CHUNK_CPU if device.type == "cpu" else 1 << 24
+    for _ in range(_MAX_ROUNDS + int(left.numel() / (piece * plan.acc))):
+        if left.numel() == 0:
             break
-        n = min(int(todo.numel() / plan.acc * 1.05) + 64, 16 * todo.numel() + 1024)
+        n = min(int(left.numel() / plan.acc * 1.05) + 64, piece)
         x = scratch.get("round", flat.dtype, n)
         bad = _propose_into(plan, x, scratch, gen)
-        vals = x[bad.logical_not_()][: todo.numel()]
-        flat[todo[: vals.numel()]] = vals
-        todo = todo[vals.numel() :]
-    if todo.numel():
-        draws = _inverse_cdf(plan, todo.numel(), [(plan.c_lo, plan.c_hi)], 1.0, device, gen)
-        flat[todo] = draws.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
+        vals = x[bad.logical_not_()][: left.numel()]
+        flat[left[: vals.numel()]] = vals
+        left = left[vals.numel() :]
+    if left.numel():
+        draws = _inverse_cdf(plan, left.numel(), [(plan.c_lo, plan.c_hi)], 1.0, device, gen)
+        flat[left] = draws.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
+    if there is not None and there.numel():
+        draws = _inverse_cdf(plan, there.numel(), plan.out_pieces, plan.out_cut, device, gen)
+        flat[todo[there]] = draws.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
 
 
 def _trunc_normal_(
