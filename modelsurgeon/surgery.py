@@ -644,6 +644,18 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
         # Some modules (torchvision's MNASNet, BatchNorm) read their version from the metadata that a
         # real state_dict() carries; give the loaded dict the same metadata as the arch's own.
         ordered._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+        arch_state = model.state_dict()
+        wrong = sorted(
+            f"{key}: {t.dtype}, arch {arch_state[key].dtype}"
+            for key, t in state.items()
+            if key in arch_state and t.is_floating_point() != arch_state[key].is_floating_point()
+        )
+        if wrong:  # an integer tensor where the arch has a float one (or the reverse): a corrupt file
+            raise InputError(
+                f"{len(wrong)} checkpoint tensors have a dtype the arch cannot take "
+                f"(e.g. {_examples(wrong)})",
+                "is the checkpoint corrupt or quantized? re-export it from the model (nothing was written)",
+            )
         model.load_state_dict(ordered, strict=True, assign=True)
         left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if left:
@@ -665,6 +677,10 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
                     f"expected [1, {spec.num_classes}]; this is a bug"
                 )
         if not bool(torch.isfinite(y).all()):
-            raise ModelSurgeonError("verification: the forward pass gave non-finite outputs")
+            raise InputError(
+                "verification: the forward pass gave non-finite outputs",
+                "the checkpoint holds NaN/inf or huge weights; check it (nothing was written), "
+                "or pass --no-verify to write it anyway",
+            )
     shape = f"(1, {spec.num_classes})" if spec.num_classes > 0 else f"features {tuple(y.shape)}"
     return f"strict load into the arch + forward pass: finite {shape}"
