@@ -37,7 +37,7 @@ coverage: $(VENV)/.installed
 	$(PY) benchmarks/coverage.py --out docs/coverage.md
 
 fuzz: $(VENV)/.installed
-	MODELSURGEON_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q -m slow -p no:cacheprovider tests/test_fuzz.py
+	MODELSURGEON_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q -m slow -p no:cacheprovider tests/test_fuzz.py --hypothesis-show-statistics
 
 docs: $(VENV)/.installed
 	$(PY) -m modelsurgeon.cli._docs README.md
