@@ -34,17 +34,25 @@ def test_the_documented_command_works_offline_from_the_hub_cache(
     assert all(out[k].equal(v) for k, v in ref.items() if not k.startswith("head."))
 
 
-def test_hub_weights_not_cached_says_pass_checkpoint(tmp_path: Path) -> None:
-    proc = run_cli("rehead", "--arch", "resnet18", "--classes", "3", cwd=tmp_path)
-    assert proc.returncode == 3
-    err = proc.stderr.decode().strip().splitlines()
-    assert len(err) == 1 and "--checkpoint" in err[0] and "Traceback" not in proc.stderr.decode()
+def test_hub_weights_not_cached_says_pass_checkpoint() -> None:
+    from typer.testing import CliRunner
+
+    from modelsurgeon.cli.app import app
+
+    result = CliRunner().invoke(app, ["rehead", "--arch", "resnet18", "--classes", "3"])
+    assert result.exit_code == 3
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "--checkpoint" in err[0] and "HF_HUB_OFFLINE" in err[0]
 
 
-def test_torchvision_arch_needs_a_checkpoint(tmp_path: Path) -> None:
-    proc = run_cli("rehead", "--arch", "tv:resnet18", "--classes", "3", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "--checkpoint" in proc.stderr.decode()
+def test_torchvision_arch_needs_a_checkpoint() -> None:
+    from typer.testing import CliRunner
+
+    from modelsurgeon.cli.app import app
+
+    result = CliRunner().invoke(app, ["rehead", "--arch", "tv:resnet18", "--classes", "3"])
+    assert result.exit_code == 2
+    assert "--checkpoint" in result.stderr
 
 
 def test_stdin_to_stdout_pipeline(
@@ -88,19 +96,41 @@ def test_json_is_the_only_thing_on_stdout(
         (["no-such-command"], 2),
     ],
 )
-def test_exit_codes(args: list[str], code: int, tmp_path: Path) -> None:
-    proc = run_cli(*args, cwd=tmp_path)
-    assert proc.returncode == code, proc.stderr.decode()
-    assert b"Traceback" not in proc.stderr
+def test_exit_codes(args: list[str], code: int) -> None:
+    from typer.testing import CliRunner
+
+    from modelsurgeon.cli.app import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_exit_code_and_one_line_from_a_real_process(tmp_path: Path) -> None:
+    proc = run_cli("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", "nope.pth", cwd=tmp_path)
+    assert proc.returncode == 3
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nope.pth" in lines[0]
     assert proc.stdout == b""
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     args = ["rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", "missing.safetensors"]
-    proc = run_cli(*args, env={"MODELSURGEON_DEBUG": "1"}, cwd=tmp_path)
-    assert proc.returncode != 0 and b"Traceback" in proc.stderr
     proc = run_cli("--debug", *args, cwd=tmp_path)
-    assert b"Traceback" in proc.stderr
+    assert proc.returncode != 0 and b"Traceback" in proc.stderr and b"InputError" in proc.stderr
+
+
+def test_debug_environment_variable_reraises(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from modelsurgeon.cli.app import app
+    from modelsurgeon.errors import InputError
+
+    monkeypatch.setenv("MODELSURGEON_DEBUG", "1")
+    args = ["rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", "missing.safetensors"]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, InputError)
 
 
 def test_help_and_version_do_not_import_torch() -> None:
