@@ -342,24 +342,24 @@ class _Scratch:
 
 def _propose_into(
     plan: _Plan, dst: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, float]:
     """Write one proposal per element of ``dst`` (on the output scale, clamped to [a, b]).
 
     Returns:
-        The rejection mask (a scratch view): True where the proposal is not an accepted draw from f|C.
+        ``(score, limit)``: the proposal at a position is rejected (not an accepted draw from f|C) where
+        ``score > limit``. ``score`` is a scratch view, valid until the next call.
     """
     n, cd, kind = dst.numel(), plan.compute, plan.kind[:-2]
     s = dst if dst.dtype == cd and plan.affine == cd else scratch.get("s", cd, n)
     g = scratch.get("g", cd, n)
-    bad = scratch.get("bad", torch.bool, n)
     if kind in ("normal", "fold"):
         s.normal_(generator=gen)
         if kind == "fold":
             s.abs_()
         if plan.c_lo == -plan.c_hi:
-            torch.gt(torch.abs(s, out=g), plan.c_hi, out=bad)
-        else:
-            torch.ne(torch.clamp(s, plan.c_lo, plan.c_hi, out=g), s, out=bad)
+            score, limit = torch.abs(s, out=g), plan.c_hi
+        else:  # |s - clamp(s)| is 0 exactly inside C
+            score, limit = torch.sub(s, torch.clamp(s, plan.c_lo, plan.c_hi, out=g), out=g).abs_(), 0.0
     elif kind == "exp":
         # Robert (1995): z = alpha + E / lam, accepted when E2 >= (z - lam)² / 2, and only inside C.
         # E = -log U with U on [0, 1): U = 0 gives E = inf, which lies outside C and is rejected.
@@ -367,8 +367,7 @@ def _propose_into(
         torch.add(s, plan.alpha - plan.lam, out=g)  # z - lam
         v = scratch.get("v", cd, n).uniform_(generator=gen).log_()  # -E2 (-inf accepts)
         torch.addcmul(v, g, g, value=0.5, out=v)  # > 0: rejected by the test
-        torch.maximum(v, g.sub_(plan.c_hi - plan.lam), out=v)  # > 0 also when z > c_hi
-        torch.gt(v, 0.0, out=bad)
+        score, limit = torch.maximum(v, g.sub_(plan.c_hi - plan.lam), out=v), 0.0  # > 0 also if z > c_hi
     else:
         # Uniform t on [0, 1): z = alpha + t * width, accepted with probability phi(z) / phi(peak).
         s.uniform_(generator=gen)
@@ -380,7 +379,7 @@ def _propose_into(
         else:  # peak at 0: log ratio z² / 2
             torch.mul(s, width, out=g).add_(plan.alpha)
             torch.addcmul(v, g, g, value=0.5, out=v)
-        torch.gt(v, 0.0, out=bad)
+        score, limit = v, 0.0
         if plan.center:
             s.sub_(0.5)
     x = s if plan.affine == cd else scratch.get("x", plan.affine, n).copy_(s)
@@ -392,7 +391,25 @@ def _propose_into(
         dst.copy_(x)
     if plan.clamp:
         dst.clamp_(plan.a_in, plan.b_in)
-    return bad
+    return score, limit
+
+
+def _rejected(score: torch.Tensor, limit: float, block: int, scratch: _Scratch) -> torch.Tensor:
+    """Positions where ``score > limit``; with ``block`` > 0, only blocks whose maximum exceeds it are
+    searched (fast when rejections are rare)."""
+    n = score.numel()
+    if block == 0 or n < block:
+        return torch.nonzero(torch.gt(score, limit, out=scratch.get("bad", torch.bool, n))).view(-1)
+    whole = n - n % block
+    rows = score[:whole].view(-1, block)
+    hit = torch.nonzero(rows.amax(1) > limit).view(-1)
+    found = []
+    if hit.numel():
+        rc = torch.nonzero(rows[hit] > limit)
+        found.append(hit[rc[:, 0]].mul_(block).add_(rc[:, 1]))
+    if whole < n:
+        found.append(torch.nonzero(score[whole:] > limit).view(-1).add_(whole))
+    return torch.cat(found) if len(found) > 1 else found[0] if found else hit
 
 
 def _inverse_cdf(
@@ -457,8 +474,8 @@ def _fill_remainder(
             break
         n = min(int(left.numel() / plan.acc * 1.05) + 64, piece)
         x = scratch.get("round", flat.dtype, n)
-        bad = _propose_into(plan, x, scratch, gen)
-        vals = x[bad.logical_not_()][: left.numel()]
+        score, limit = _propose_into(plan, x, scratch, gen)
+        vals = x[torch.le(score, limit, out=scratch.get("bad", torch.bool, n))][: left.numel()]
         flat[left[: vals.numel()]] = vals
         left = left[vals.numel() :]
     if left.numel():
@@ -497,9 +514,14 @@ def _trunc_normal_(
     chunk = _CHUNK_CPU if tensor.device.type == "cpu" else 1 << 24
     scratch = _Scratch(tensor.device)
     rejected = []
+    # Rare rejections (under ~1 in 10 blocks) are searched block by block, 64 to 1024 values a block.
+    block = 1024
+    while block >= 64 and (1.0 - plan.acc) * block > 0.1:
+        block //= 2
+    block = block if block >= 64 else 0
     for start in range(0, flat.numel(), chunk):
-        bad = _propose_into(plan, flat[start : start + chunk], scratch, generator)
-        idx = torch.nonzero(bad).view(-1)
+        score, limit = _propose_into(plan, flat[start : start + chunk], scratch, generator)
+        idx = _rejected(score, limit, block, scratch)
         if idx.numel():
             rejected.append(idx.add_(start))
     if rejected:
