@@ -30,7 +30,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format modelsurgeon tests benchmarks
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/sampler.py --out docs/sampler.md
+	$(PY) benchmarks/sampler.py --threads 1 --out docs/sampler.md
 	$(PY) benchmarks/rehead.py --out docs/performance.md
 
 coverage: $(VENV)/.installed
