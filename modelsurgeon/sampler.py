@@ -9,24 +9,34 @@ How :func:`trunc_normal_` stays exact:
   from its parameters alone (never from the data), by expected cost per accepted value:
   ``normal`` (N(0, 1), for central intervals), ``fold`` (|N(0, 1)|, for [alpha, beta] with alpha >= 0 near
   the mean), ``exp`` (Robert 1995: alpha + Exp(lambda)/..., lambda = (alpha + sqrt(alpha² + 4)) / 2, for
-  tails and a mean outside [a, b]) or ``unif`` (uniform on [alpha, beta], for narrow intervals).
-* Every element gets one proposal. Accepted values follow the target f restricted to the set ``C`` where
-  the proposal is accurate (torch's float32 ``normal_`` is Box-Muller on 24-bit uniforms, so it is trusted
-  on [-4, 4] only; float32 exponentials are cut at E <= 12 ln 2). A rejected element needs a draw from
-  ``h0 = (f - acc·f|C) / (1 - acc)``: with probability ``p_out`` it is drawn from f outside C by inverse
-  CDF, otherwise from f|C by further rejection rounds over the shrinking remainder (accepted proposals are
-  iid f|C, so they fill the remaining positions in order), at most 8 rounds, then inverse CDF.
+  tails and a mean outside [a, b]) or ``unif`` (uniform on [alpha, beta], for narrow intervals). The
+  ``exp`` and ``unif`` acceptance tests run in log space: ``log U2 + (log-density gap) > 0`` rejects.
+* Every element gets one proposal, written in place chunk by chunk (2^17 values on CPU, scratch buffers
+  reused). Accepted values follow the target f restricted to the set ``C`` where the proposal is accurate
+  (torch's float32 ``normal_`` is Box-Muller on 24-bit uniforms, so it is trusted on [-4, 4] only;
+  float32 exponentials are cut at E <= 12 ln 2). The rejected positions (``nonzero``, or block maxima first
+  when rejections are rare) are filled at the end. Each needs a draw from ``h0 = (f - acc·f|C) / (1 -
+  acc)``: a Bernoulli(``p_out``) subset of them (picked by geometric gaps, O(k p_out) work) is drawn from
+  f outside C by inverse CDF, the rest from f|C by further rounds of proposals over the shrinking
+  remainder (accepted proposals are iid f|C, so they fill the remaining positions in order), at most 8
+  rounds, then inverse CDF. No loop runs over the whole tensor except the fixed chunk loop.
 * The inverse CDF works in the left tail in log space (``log_ndtr``, ``ndtri``; Newton steps on
   ``log_ndtr`` below p = 1e-304), so tails to 40 sigma and beyond are exact.
-* Float32, float16 and bfloat16 outputs use float32 arithmetic where it is exact enough for the output
-  (float32 proposals, offsets from the near bound); float64 output, narrow intervals and bounds close to
-  zero relative to their offset scale use float64. Values are rounded to the output dtype (round to
-  nearest) and clamped to the representable values inside [a, b], so float16/bfloat16 values are the exact
-  draw rounded to nearest, rounded inward at the bounds.
+* Float32, float16 and bfloat16 outputs use float32 proposals and arithmetic; the affine map to the output
+  runs in float64 only for a float32 output whose float32 map would round twice (normal/fold proposals
+  with mean != 0, or no float32-exact origin). Float64 output uses float64 throughout (53-bit uniforms).
+  Values are rounded to the output dtype (round to nearest) and clamped to the representable values
+  inside [a, b], so float16/bfloat16 values are the exact draw rounded to nearest, rounded inward at the
+  bounds.
 
-Known limits of "exact": float32 proposals come from 24-bit uniforms, so near zero and in the far end of
-[-4, 4] their values sit on a grid finer than 4e-7 sigma (absolute); this affects less than 1e-6 of the
-mass and no float16/bfloat16 cell measurably.
+Known limits of "exact" (float32 proposals, i.e. float32/float16/bfloat16 outputs): torch's float32
+``normal_`` and ``uniform_`` use 24-bit uniforms, so proposal values sit on an absolute grid rather than at
+float32's relative precision: ``normal_`` near zero and in the far end of [-4, 4] (finer than 4e-7 sigma),
+``exp`` offsets from the near bound (E on a grid from 6e-8 near the bound to 2^-12 at the cut; this holds
+also when the near bound is 0, e.g. a mean outside [a, b] with b = 0), ``unif`` at 2^-24 of the width.
+The float32 acceptance tests (``exp``, ``unif``) compare with a 24-bit uniform, so each acceptance
+probability is rounded to a multiple of 2^-24 (a relative density error below 6e-8). Together these move
+less than 1e-6 of the mass and no float16/bfloat16 cell measurably.
 """
 
 import math
@@ -342,24 +352,22 @@ class _Scratch:
 
 def _propose_into(
     plan: _Plan, dst: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, float, float]:
     """Write one proposal per element of ``dst`` (on the output scale, clamped to [a, b]).
 
     Returns:
-        ``(score, limit)``: the proposal at a position is rejected (not an accepted draw from f|C) where
-        ``score > limit``. ``score`` is a scratch view, valid until the next call.
+        ``(score, lo, hi)``: the proposal at a position is rejected (not an accepted draw from f|C) where
+        ``score`` lies outside [lo, hi]. ``score`` is valid until the next call (scratch or ``dst``).
     """
     n, cd, kind = dst.numel(), plan.compute, plan.kind[:-2]
-    s = dst if dst.dtype == cd and plan.affine == cd else scratch.get("s", cd, n)
+    identity = plan.scale == 1.0 and plan.origin == 0.0
+    s = dst if dst.dtype == cd and plan.affine == cd and identity else scratch.get("s", cd, n)
     g = scratch.get("g", cd, n)
     if kind in ("normal", "fold"):
         s.normal_(generator=gen)
         if kind == "fold":
             s.abs_()
-        if plan.c_lo == -plan.c_hi:
-            score, limit = torch.abs(s, out=g), plan.c_hi
-        else:  # |s - clamp(s)| is 0 exactly inside C
-            score, limit = torch.sub(s, torch.clamp(s, plan.c_lo, plan.c_hi, out=g), out=g).abs_(), 0.0
+        score, lo, hi = s, plan.c_lo, plan.c_hi  # s is kept: the map below writes elsewhere
     elif kind == "exp":
         # Robert (1995): z = alpha + E / lam, accepted when E2 >= (z - lam)² / 2, and only inside C.
         # E = -log U with U on [0, 1): U = 0 gives E = inf, which lies outside C and is rejected.
@@ -367,7 +375,8 @@ def _propose_into(
         torch.add(s, plan.alpha - plan.lam, out=g)  # z - lam
         v = scratch.get("v", cd, n).uniform_(generator=gen).log_()  # -E2 (-inf accepts)
         torch.addcmul(v, g, g, value=0.5, out=v)  # > 0: rejected by the test
-        score, limit = torch.maximum(v, g.sub_(plan.c_hi - plan.lam), out=v), 0.0  # > 0 also if z > c_hi
+        torch.maximum(v, g.sub_(plan.c_hi - plan.lam), out=v)  # > 0 also if z > c_hi
+        score, lo, hi = v, -math.inf, 0.0
     else:
         # Uniform t on [0, 1): z = alpha + t * width, accepted with probability phi(z) / phi(peak).
         s.uniform_(generator=gen)
@@ -379,36 +388,51 @@ def _propose_into(
         else:  # peak at 0: log ratio z² / 2
             torch.mul(s, width, out=g).add_(plan.alpha)
             torch.addcmul(v, g, g, value=0.5, out=v)
-        score, limit = v, 0.0
+        score, lo, hi = v, -math.inf, 0.0
         if plan.center:
             s.sub_(0.5)
-    x = s if plan.affine == cd else scratch.get("x", plan.affine, n).copy_(s)
-    if plan.scale != 1.0:
-        x.mul_(plan.scale)
-    if plan.origin != 0.0:
-        x.add_(plan.origin)
+    if plan.affine != cd:
+        x = scratch.get("x", plan.affine, n).copy_(s)
+        x.mul_(plan.scale).add_(plan.origin)
+    elif identity:
+        x = s
+    else:  # out of place, so that s (maybe the score) survives
+        x = dst if dst.dtype == cd else scratch.get("x", cd, n)
+        torch.mul(s, plan.scale, out=x).add_(plan.origin)
     if x.data_ptr() != dst.data_ptr():
         dst.copy_(x)
     if plan.clamp:
         dst.clamp_(plan.a_in, plan.b_in)
-    return score, limit
+    return score, lo, hi
 
 
-def _rejected(score: torch.Tensor, limit: float, block: int, scratch: _Scratch) -> torch.Tensor:
-    """Positions where ``score > limit``; with ``block`` > 0, only blocks whose maximum exceeds it are
-    searched (fast when rejections are rare)."""
+def _outside(x: torch.Tensor, lo: float, hi: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The mask x < lo or x > hi (lo may be -inf)."""
+    if lo == -math.inf:
+        return torch.gt(x, hi, out=out) if out is not None else x > hi
+    g = torch.clamp(x, lo, hi)
+    return torch.ne(g, x, out=out) if out is not None else g != x
+
+
+def _rejected(score: torch.Tensor, lo: float, hi: float, block: int, scratch: _Scratch) -> torch.Tensor:
+    """Positions where ``score`` lies outside [lo, hi]; with ``block`` > 0, only blocks whose extremes
+    leave it are searched (fast when rejections are rare)."""
     n = score.numel()
     if block == 0 or n < block:
-        return torch.nonzero(torch.gt(score, limit, out=scratch.get("bad", torch.bool, n))).view(-1)
+        return torch.nonzero(_outside(score, lo, hi, scratch.get("bad", torch.bool, n))).view(-1)
     whole = n - n % block
     rows = score[:whole].view(-1, block)
-    hit = torch.nonzero(rows.amax(1) > limit).view(-1)
+    if lo == -math.inf:
+        hit = torch.nonzero(rows.amax(1) > hi).view(-1)
+    else:
+        low, high = rows.aminmax(dim=1)
+        hit = torch.nonzero((low < lo) | (high > hi)).view(-1)
     found = []
     if hit.numel():
-        rc = torch.nonzero(rows[hit] > limit)
+        rc = torch.nonzero(_outside(rows[hit], lo, hi))
         found.append(hit[rc[:, 0]].mul_(block).add_(rc[:, 1]))
     if whole < n:
-        found.append(torch.nonzero(score[whole:] > limit).view(-1).add_(whole))
+        found.append(torch.nonzero(_outside(score[whole:], lo, hi)).view(-1).add_(whole))
     return torch.cat(found) if len(found) > 1 else found[0] if found else hit
 
 
@@ -474,8 +498,8 @@ def _fill_remainder(
             break
         n = min(int(left.numel() / plan.acc * 1.05) + 64, piece)
         x = scratch.get("round", flat.dtype, n)
-        score, limit = _propose_into(plan, x, scratch, gen)
-        vals = x[torch.le(score, limit, out=scratch.get("bad", torch.bool, n))][: left.numel()]
+        score, lo, hi = _propose_into(plan, x, scratch, gen)
+        vals = x[_outside(score, lo, hi, scratch.get("bad", torch.bool, n)).logical_not_()][: left.numel()]
         flat[left[: vals.numel()]] = vals
         left = left[vals.numel() :]
     if left.numel():
@@ -520,8 +544,8 @@ def _trunc_normal_(
         block //= 2
     block = block if block >= 64 else 0
     for start in range(0, flat.numel(), chunk):
-        score, limit = _propose_into(plan, flat[start : start + chunk], scratch, generator)
-        idx = _rejected(score, limit, block, scratch)
+        score, lo, hi = _propose_into(plan, flat[start : start + chunk], scratch, generator)
+        idx = _rejected(score, lo, hi, block, scratch)
         if idx.numel():
             rejected.append(idx.add_(start))
     if rejected:

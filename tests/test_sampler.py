@@ -55,7 +55,7 @@ REGIMES: list[tuple[str, float, float, float, float]] = [
 ]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 N_DRAWS = 20_000
-N_STAT_TESTS = len(REGIMES) * len(DTYPES) + 1  # the battery, plus the global-RNG battery case
+N_STAT_TESTS = len(REGIMES) * len(DTYPES) + 2  # the battery, the global-RNG case, the many-chunks case
 P_MIN = ALPHA_FAMILY / N_STAT_TESTS
 _INT = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
@@ -212,6 +212,49 @@ def test_extreme_values_stay_within_reach(std: float) -> None:
     reach = float(truncnorm_ppf(1.0 - 0.5e-6 / n, 0.0, std, -2.0, 2.0)) * (1 + 1e-6)
     assert float(t.abs().max()) <= reach
     assert float(t.abs().max()) > 3 * std  # and the tails are actually reached
+
+
+def test_many_chunks_and_remainder_rounds() -> None:
+    """More than one CPU chunk (2^17 values): every rejected position in every chunk is refilled."""
+    n = 3 * 2**17 + 5
+    gen = torch.Generator().manual_seed(11)
+    # central keeps rejected proposals unclamped (|z| > 2): a position left unfilled would show.
+    c = trunc_normal_(torch.empty(n), 0.0, 1.0, -2.0, 2.0, generator=gen)
+    assert bool((c.abs() <= 2.0).all())
+    w = trunc_normal_(torch.empty(n), 0.0, 1.0, -1.0, 10.0, generator=gen)  # rounds and the outside share
+    assert bool(((w >= -1.0) & (w <= 10.0)).all())
+    assert stats.kstest(w.double().numpy(), stats.truncnorm(-1.0, 10.0).cdf).pvalue >= P_MIN
+
+
+def test_rejected_positions_block_search_matches_nonzero() -> None:
+    from modelsurgeon.sampler import _rejected, _Scratch
+
+    scratch = _Scratch(torch.device("cpu"))
+    gen = torch.Generator().manual_seed(3)
+    for n in (1000, 2**17, 2**17 - 5):
+        for p in (0.0, 1e-4, 1e-2, 0.5):
+            score = torch.rand(n, generator=gen)
+            want = torch.nonzero(score > 1.0 - p).view(-1)
+            both = torch.nonzero((score > 1.0 - p / 2) | (score < p / 2)).view(-1)
+            for block in (0, 64, 1024):
+                assert torch.equal(_rejected(score, -math.inf, 1.0 - p, block, scratch), want)
+                assert torch.equal(_rejected(score, p / 2, 1.0 - p / 2, block, scratch), both)
+
+
+def test_bernoulli_subset_counts_and_positions() -> None:
+    """Geometric gaps give n independent Bernoulli(p) trials (5-sigma checks, false alarm < 1e-6 each)."""
+    from modelsurgeon.sampler import _bernoulli_subset
+
+    gen = torch.Generator().manual_seed(5)
+    n, p, runs = 200_000, 0.01, 50
+    picks = [_bernoulli_subset(n, p, torch.device("cpu"), gen) for _ in range(runs)]
+    for pos in picks:
+        assert bool((pos.diff() > 0).all()) and int(pos.min()) >= 0 and int(pos.max()) < n
+    total = sum(pos.numel() for pos in picks)
+    assert abs(total - runs * n * p) < 5 * math.sqrt(runs * n * p * (1 - p))
+    mean_pos = float(torch.cat(picks).double().mean())
+    assert abs(mean_pos - (n - 1) / 2) < 5 * n / math.sqrt(12 * total)
+    assert torch.equal(_bernoulli_subset(7, 1.0, torch.device("cpu"), gen), torch.arange(7))
 
 
 def test_generator_determinism_and_shape() -> None:
