@@ -45,6 +45,8 @@ from _measure import Sample, median, run_measured, run_steps, warm
 __all__ = ["Case", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
+KEEP_BEGIN = "<!-- analysis: kept when the report is regenerated -->"
+KEEP_END = "<!-- end of analysis -->"
 PY = sys.executable
 CLASSES = 10
 SHARD_MIB = 500
@@ -140,14 +142,20 @@ def _rotate(names: Sequence[str], k: int) -> list[str]:
     return [*names[k:], *names[:k]]
 
 
-def _bench(cases: Sequence[Case], rounds: int, out: Path) -> dict[str, dict[str, Runs]]:
+def _bench(cases: Sequence[Case], rounds: int, out: Path, failed: list[str]) -> dict[str, dict[str, Runs]]:
     results: dict[str, dict[str, Runs]] = {c.label: {} for c in cases}
     for r in range(rounds):
         for case in cases:
             warm([case.path])
             contenders = _contenders(case, out)
             for name in _rotate(list(contenders), r):
-                sample = contenders[name]()
+                try:
+                    sample = contenders[name]()
+                except RuntimeError as exc:  # report the failure, keep measuring the others
+                    print(f"round {r + 1} {case.label} {name} FAILED: {exc}", file=sys.stderr, flush=True)
+                    failed.append(f"{case.label} {name}: {str(exc).strip().splitlines()[-1]}")
+                    _clean(out)
+                    continue
                 _clean(out)
                 results[case.label].setdefault(name, Runs()).samples.append(sample)
                 print(
@@ -177,6 +185,8 @@ def _startup(rounds: int) -> dict[str, Runs]:
 def _ratio(a: Runs, b: Runs, *, cpu: bool = False) -> float:
     """Median over rounds of a's wall (or CPU) time divided by b's in the same round."""
     xs, ys = (a.cpu(), b.cpu()) if cpu else (a.wall(), b.wall())
+    if len(xs) != len(ys):  # a run failed: the rounds no longer pair up
+        return median(xs) / median(ys)
     return median([x / y for x, y in zip(xs, ys, strict=True)])
 
 
@@ -309,6 +319,14 @@ _NOTES = """## How it is measured, and how far to trust it
 """
 
 
+def _kept(old: str) -> str:
+    """The hand-written analysis section of an earlier report (between the markers), if any."""
+    begin, end = old.find(KEEP_BEGIN), old.find(KEEP_END)
+    if begin < 0 or end < begin:
+        return ""
+    return "\n" + old[begin : end + len(KEEP_END)] + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the arguments, run the benchmark, write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -325,7 +343,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _ensure(case)
     before = _machine()
     startup = _startup(3 if args.quick else STARTUP_ROUNDS)
-    results = _bench(cases, rounds, out)
+    failed: list[str] = []
+    results = _bench(cases, rounds, out, failed)
     after = _machine()
     raw = {
         "rehead": {
@@ -336,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     (args.bench_dir / "rehead-raw.json").write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
     command = ".venv/bin/python benchmarks/rehead.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = _report(results, startup, rounds, command.strip(), before, after)
+    if failed:
+        text += "\n## Failed runs\n\n" + "".join(f"- {line}\n" for line in failed)
+    if args.out and args.out.exists():
+        text += _kept(args.out.read_text(encoding="utf-8"))
     if args.out:
         args.out.write_text(text, encoding="utf-8")
     else:

@@ -58,9 +58,13 @@ def _replace_head(model: nn.Module, classes: int) -> None:
 
     name = str(model.pretrained_cfg["classifier"])  # type: ignore[index]
     old = model.get_submodule(name)
-    if not isinstance(old, nn.Linear):
+    if isinstance(old, nn.Linear):
+        features = old.in_features
+    elif isinstance(old, nn.Identity):  # a headless default (vit_huge_patch14_224 is in21k, num_classes=0)
+        features = int(model.head_hidden_size)  # type: ignore[arg-type]
+    else:
         raise SystemExit(f"the seed recipe replaces an nn.Linear head; {name} is a {type(old).__name__}")
-    head = nn.Linear(old.in_features, classes)
+    head = nn.Linear(features, classes)
     nn.init.trunc_normal_(head.weight, std=0.02)
     nn.init.zeros_(head.bias)
     model.set_submodule(name, head)
