@@ -406,12 +406,16 @@ def _propose_into(
     return score, lo, hi
 
 
-def _outside(x: torch.Tensor, lo: float, hi: float, out: torch.Tensor | None = None) -> torch.Tensor:
-    """The mask x < lo or x > hi (lo may be -inf)."""
+def _outside(x: torch.Tensor, lo: float, hi: float, scratch: _Scratch) -> torch.Tensor:
+    """The mask x < lo or x > hi (lo may be -inf), in scratch buffers."""
+    n = x.numel()
+    out = scratch.get("bad", torch.bool, n).view(x.shape)
     if lo == -math.inf:
-        return torch.gt(x, hi, out=out) if out is not None else x > hi
-    g = torch.clamp(x, lo, hi)
-    return torch.ne(g, x, out=out) if out is not None else g != x
+        return torch.gt(x, hi, out=out)
+    g = scratch.get("abs", x.dtype, n).view(x.shape)
+    if lo == -hi:
+        return torch.gt(torch.abs(x, out=g), hi, out=out)
+    return torch.ne(torch.clamp(x, lo, hi, out=g), x, out=out)
 
 
 def _rejected(score: torch.Tensor, lo: float, hi: float, block: int, scratch: _Scratch) -> torch.Tensor:
@@ -419,20 +423,22 @@ def _rejected(score: torch.Tensor, lo: float, hi: float, block: int, scratch: _S
     leave it are searched (fast when rejections are rare)."""
     n = score.numel()
     if block == 0 or n < block:
-        return torch.nonzero(_outside(score, lo, hi, scratch.get("bad", torch.bool, n))).view(-1)
+        return torch.nonzero(_outside(score, lo, hi, scratch)).view(-1)
     whole = n - n % block
     rows = score[:whole].view(-1, block)
-    if lo == -math.inf:
-        hit = torch.nonzero(rows.amax(1) > hi).view(-1)
+    if lo == -hi:  # abs then amax is cheaper than aminmax
+        flags = torch.abs(rows, out=scratch.get("g", score.dtype, whole).view(-1, block)).amax(1) > hi
     else:
-        low, high = rows.aminmax(dim=1)
-        hit = torch.nonzero((low < lo) | (high > hi)).view(-1)
+        flags = rows.amax(1) > hi
+        if lo > -math.inf:
+            flags |= rows.amin(1) < lo
+    hit = torch.nonzero(flags).view(-1)
     found = []
     if hit.numel():
-        rc = torch.nonzero(_outside(rows[hit], lo, hi))
+        rc = torch.nonzero(_outside(rows[hit], lo, hi, scratch))
         found.append(hit[rc[:, 0]].mul_(block).add_(rc[:, 1]))
     if whole < n:
-        found.append(torch.nonzero(_outside(score[whole:], lo, hi)).view(-1).add_(whole))
+        found.append(torch.nonzero(_outside(score[whole:], lo, hi, scratch)).view(-1).add_(whole))
     return torch.cat(found) if len(found) > 1 else found[0] if found else hit
 
 
@@ -499,7 +505,7 @@ def _fill_remainder(
         n = min(int(left.numel() / plan.acc * 1.05) + 64, piece)
         x = scratch.get("round", flat.dtype, n)
         score, lo, hi = _propose_into(plan, x, scratch, gen)
-        vals = x[_outside(score, lo, hi, scratch.get("bad", torch.bool, n)).logical_not_()][: left.numel()]
+        vals = x[_outside(score, lo, hi, scratch).logical_not_()][: left.numel()]
         flat[left[: vals.numel()]] = vals
         left = left[vals.numel() :]
     if left.numel():
