@@ -266,7 +266,7 @@ def _report(
                 f"| {label} | {name} | {_fmt_range(r.wall())} | {_ratio(r, runs['floor']):.2f} | "
                 f"{_ratio(runs['seed recipe'], r):.2f} | {median(r.cpu()):.2f} | "
                 f"{_ratio(r, runs['floor'], cpu=True):.2f} | {r.anon_mib():.0f} | "
-                f"{r.anon_mib() - base:+.0f} | {r.hwm_mib():.0f} |"
+                f"{round(r.anon_mib() - base):+d} | {r.hwm_mib():.0f} |"
             )
     lines += ["", "## Start-up", "", "| command | wall s | peak RssAnon MiB |", "|---|---|---|"]
     for name, r in startup.items():
