@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelsurgeon.heads import HeadSpec, HeadTensor
 
 __all__ = [
+    "FULL_VERIFY_MAX_BYTES",
     "META_PREFIX",
     "InitSpec",
     "Label",
@@ -44,6 +45,8 @@ __all__ = [
 META_PREFIX = "modelsurgeon."
 # Bounds further than this many std from the mean cut a fraction below 2e-9 of the mass: "nothing".
 _CUTS_NOTHING_SIGMA = 6.0
+# Outputs larger than this are verified on the meta device instead of by a real forward pass.
+FULL_VERIFY_MAX_BYTES = 256 * 2**20
 _EXAMPLES = 3
 
 Progress = Callable[[int, int], None]
@@ -631,32 +634,57 @@ class _Verifier:
             ) from exc
 
 
+def _loadable(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    """``state`` sorted, carrying the arch's own ``_metadata``; refuses float/int dtype swaps."""
+    arch_state = model.state_dict()
+    wrong = sorted(
+        f"{key}: {t.dtype}, arch {arch_state[key].dtype}"
+        for key, t in state.items()
+        if key in arch_state and t.is_floating_point() != arch_state[key].is_floating_point()
+    )
+    if wrong:  # an integer tensor where the arch has a float one (or the reverse): a corrupt file
+        raise InputError(
+            f"{len(wrong)} checkpoint tensors have a dtype the arch cannot take (e.g. {_examples(wrong)})",
+            "is the checkpoint corrupt or quantized? re-export it from the model (nothing was written)",
+        )
+    ordered = OrderedDict(sorted(state.items()))
+    # Some modules (torchvision's MNASNet, BatchNorm) read their version from the metadata that a
+    # real state_dict() carries; give the loaded dict the same metadata as the arch's own.
+    ordered._metadata = getattr(arch_state, "_metadata", None)  # type: ignore[attr-defined]
+    return ordered
+
+
+def _check_logits(spec: HeadSpec, y: Any) -> torch.Tensor:
+    if isinstance(y, (tuple, list)):
+        y = y[0]
+    if spec.num_classes > 0 and tuple(y.shape) != (1, spec.num_classes):
+        raise ModelSurgeonError(
+            f"verification: logits have shape {list(y.shape)}, "
+            f"expected [1, {spec.num_classes}]; this is a bug"
+        )
+    return y
+
+
 def _verify_load_forward(spec: HeadSpec, path: str) -> str:
+    """Verify the written file: strict load into the N-class arch, then a forward pass.
+
+    Files up to :data:`FULL_VERIFY_MAX_BYTES` get a real forward on the CPU (parameters memory-mapped
+    from the file). Larger ones are verified on the meta device: every key, shape and dtype from the
+    written header is loaded strictly into the arch and a meta forward checks the logits' shape, at no
+    memory and almost no time; the report says which was done.
+    """
     import torch
 
     from modelsurgeon.archs import build_model
     from modelsurgeon.checkpoint import read_checkpoint
 
-    model = build_model(spec.arch, spec.num_classes, buffers="cpu")
     with read_checkpoint(path) as written:
+        nbytes = sum(math.prod(i.shape) * i.dtype.itemsize for i in written.infos.values())
+        if nbytes > FULL_VERIFY_MAX_BYTES:
+            return _verify_on_meta(spec, written, nbytes)
+        model = build_model(spec.arch, spec.num_classes, buffers="cpu")
         state = {key: written.tensor(key) for key in written.infos}
-        ordered = OrderedDict(sorted(state.items()))
-        # Some modules (torchvision's MNASNet, BatchNorm) read their version from the metadata that a
-        # real state_dict() carries; give the loaded dict the same metadata as the arch's own.
-        ordered._metadata = getattr(model.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
-        arch_state = model.state_dict()
-        wrong = sorted(
-            f"{key}: {t.dtype}, arch {arch_state[key].dtype}"
-            for key, t in state.items()
-            if key in arch_state and t.is_floating_point() != arch_state[key].is_floating_point()
-        )
-        if wrong:  # an integer tensor where the arch has a float one (or the reverse): a corrupt file
-            raise InputError(
-                f"{len(wrong)} checkpoint tensors have a dtype the arch cannot take "
-                f"(e.g. {_examples(wrong)})",
-                "is the checkpoint corrupt or quantized? re-export it from the model (nothing was written)",
-            )
-        model.load_state_dict(ordered, strict=True, assign=True)
+        model.load_state_dict(_loadable(model, state), strict=True, assign=True)
         left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if left:
             raise ModelSurgeonError(
@@ -667,15 +695,7 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
             model = model.float()
         x = torch.randn((1, *spec.input_size), generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
-            y = model.eval()(x)
-        if isinstance(y, (tuple, list)):
-            y = y[0]
-        if spec.num_classes > 0:
-            if tuple(y.shape) != (1, spec.num_classes):
-                raise ModelSurgeonError(
-                    f"verification: logits have shape {list(y.shape)}, "
-                    f"expected [1, {spec.num_classes}]; this is a bug"
-                )
+            y = _check_logits(spec, model.eval()(x))
         if not bool(torch.isfinite(y).all()):
             raise InputError(
                 "verification: the forward pass gave non-finite outputs",
@@ -684,3 +704,26 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
             )
     shape = f"(1, {spec.num_classes})" if spec.num_classes > 0 else f"features {tuple(y.shape)}"
     return f"strict load into the arch + forward pass: finite {shape}"
+
+
+def _verify_on_meta(spec: HeadSpec, written: Checkpoint, nbytes: int) -> str:
+    import torch
+
+    from modelsurgeon.archs import build_model
+
+    model = build_model(spec.arch, spec.num_classes, buffers="meta")
+    state = {k: torch.empty(i.shape, dtype=i.dtype, device="meta") for k, i in written.infos.items()}
+    model.load_state_dict(_loadable(model, state), strict=True, assign=True)
+    floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+    x = torch.empty((1, *spec.input_size), dtype=floats[0] if floats else torch.float32, device="meta")
+    size = f"{nbytes / 2**20:.0f} MiB > {FULL_VERIFY_MAX_BYTES // 2**20} MiB"
+    try:
+        with torch.inference_mode():
+            y = _check_logits(spec, model.eval()(x))
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        return f"strict load of every key, shape and dtype of the written file on the meta device ({size})"
+    shape = f"(1, {spec.num_classes})" if spec.num_classes > 0 else f"features {tuple(y.shape)}"
+    return (
+        f"strict load of every key, shape and dtype of the written file + meta-device forward: {shape} "
+        f"(no numeric forward: {size})"
+    )

@@ -568,3 +568,32 @@ def test_arch_free_named_head(
     assert new["backbone.head.bias"].shape == (9,)
     assert all(torch.equal(new[k], v) for k, v in src.items() if not k.startswith("backbone.head."))
     one_line_error(invoke("rehead", "--head", "nohead", "--classes", "9", "--checkpoint", str(path)), 2)
+
+
+def test_large_outputs_are_verified_on_the_meta_device(
+    vit_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelsurgeon import surgery
+
+    monkeypatch.setattr(surgery, "FULL_VERIFY_MAX_BYTES", 1024)
+    args = ["rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--json"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    verified = json.loads(result.stdout)["verified"]
+    assert "meta-device forward: (1, 3)" in verified and "no numeric forward" in verified
+
+
+def test_meta_verification_still_catches_a_wrong_dtype(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelsurgeon import surgery
+
+    monkeypatch.setattr(surgery, "FULL_VERIFY_MAX_BYTES", 1024)
+    src = state_dict_of("test_vit")
+    src["cls_token"] = src["cls_token"].to(torch.int32)
+    path = save_safetensors(src, "int.safetensors")
+    line = one_line_error(
+        invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path)), 3
+    )
+    assert "cls_token" in line
+    assert not list(Path().glob("*cls*"))
