@@ -1,6 +1,6 @@
 """``python -m modelsurgeon``."""
 
-from modelsurgeon.cli.app import main
+from modelsurgeon.cli import main
 
 if __name__ == "__main__":
     main()

@@ -8,20 +8,48 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from rich.console import Console
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
 
-__all__ = ["emit_json", "err_console", "progress_enabled", "set_quiet"]
+__all__ = ["emit_json", "err_console", "progress_enabled", "real_console", "set_quiet"]
 
 _state = {"quiet": False}
 
 
 def _make_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
 
 
-err_console = _make_console()
+class _LazyConsole:
+    """Stands in for the stderr Console and creates it on first use (rich costs ~40 ms to import)."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_console", None)
+
+    def _get(self) -> Console:
+        console = object.__getattribute__(self, "_console")
+        if console is None:
+            console = _make_console()
+            object.__setattr__(self, "_console", console)
+        return cast("Console", console)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._get(), name, value)
+
+
+err_console = cast("Console", _LazyConsole())
+
+
+def real_console() -> Console:
+    """The stderr Console itself (for rich APIs that want a real Console, such as Progress)."""
+    return cast(_LazyConsole, err_console)._get()
 
 
 def set_quiet(quiet: bool) -> None:

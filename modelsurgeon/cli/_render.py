@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from modelsurgeon.cli._output import err_console, progress_enabled
+from modelsurgeon.cli._output import err_console, progress_enabled, real_console
 
 __all__ = ["rehead_summary", "write_progress"]
 
@@ -27,7 +27,7 @@ def write_progress(label: str = "writing") -> Iterator[Callable[[int, int], None
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=real_console(),
         transient=True,
     ) as bar:
         task = bar.add_task(label, total=None)

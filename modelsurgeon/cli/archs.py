@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modelsurgeon.cli._output import emit_json, err_console, progress_enabled
+from modelsurgeon.cli._output import emit_json, err_console, progress_enabled, real_console
 from modelsurgeon.errors import UsageError
 
 __all__ = ["archs"]
@@ -41,7 +41,7 @@ def _rows(refs: list[Any], with_heads: bool) -> list[dict[str, Any]]:
     if progress_enabled() and len(refs) > 5:
         from rich.progress import track
 
-        refs_iter: Any = track(refs, description="finding heads", console=err_console, transient=True)
+        refs_iter: Any = track(refs, description="finding heads", console=real_console(), transient=True)
     else:
         refs_iter = refs
     return [{"name": r.name, "source": r.source, **_head_info(r)} for r in refs_iter]
