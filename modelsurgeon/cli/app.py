@@ -68,7 +68,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _interrupted(name: str, code: int) -> NoReturn:
-    _print_error(f"interrupted by {name} — nothing was written")
+    _print_error(f"interrupted by {name} — no partial output was left (the output is complete or absent)")
     raise typer.Exit(code)
 
 
