@@ -175,7 +175,7 @@ def _init_worker() -> None:
     warnings.simplefilter("ignore")
 
 
-def _jobs(pattern: str | None, timeout: int) -> list[tuple[str, str, int]]:
+def _jobs(patterns: list[str] | None, timeout: int) -> list[tuple[str, str, int]]:
     import fnmatch
 
     import timm
@@ -189,8 +189,8 @@ def _jobs(pattern: str | None, timeout: int) -> list[tuple[str, str, int]]:
     for name in sorted(torchvision.models.list_models(module=torchvision.models)):
         fn = torchvision.models.get_model_builder(name)
         jobs.append((f"torchvision:{name}", "torchvision." + fn.__module__.rpartition(".")[2], timeout))
-    if pattern:
-        jobs = [j for j in jobs if fnmatch.fnmatch(j[0].partition(":")[2], pattern)]
+    if patterns:
+        jobs = [j for j in jobs if any(fnmatch.fnmatch(j[0].partition(":")[2], p) for p in patterns)]
     return jobs
 
 
@@ -211,6 +211,23 @@ def _summary_row(label: str, rs: list[Result]) -> str:
     fail = len(rs) - ok - excluded
     rate = f"{100 * ok / (len(rs) - excluded):.1f} %" if len(rs) > excluded else "–"
     return f"| {label} | {len(rs)} | {ok} | {excluded} | {fail} | {rate} |"
+
+
+def _recheck(results: list[Result], wall: float, command: str) -> str:
+    """A section for a partial rerun, appended to the report of the last full run."""
+    lines = [
+        f"## Recheck: `{command}`",
+        "",
+        f"- Date: {datetime.date.today().isoformat()}; {_versions()}; wall time {wall / 60:.1f} min",
+        f"- These results replace the full run's for the {len(results)} archs they name.",
+        "",
+        "| source | archs | pass | excluded | fail | pass rate (of archs not excluded) |",
+        "|---|---:|---:|---:|---:|---:|",
+        _summary_row("rechecked", results),
+        "",
+    ]
+    lines += [f"- `{r.arch}`: {r.status}{': ' + r.reason if r.reason else ''}" for r in results]
+    return "\n".join(lines)
 
 
 def _report(results: list[Result], wall: float, command: str, workers: int) -> str:
@@ -288,7 +305,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/coverage.md"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=300, help="seconds per arch")
-    parser.add_argument("--pattern", default=None, help="only archs matching this glob (no report prefix)")
+    parser.add_argument(
+        "--pattern",
+        action="append",
+        default=None,
+        help="only archs matching this glob (repeatable; no prefix)",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="append a 'Recheck' section to --out (e.g. --pattern ARCHS after a fix) instead of replacing it",
+    )
     args = parser.parse_args(argv)
     command = "python benchmarks/coverage.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
@@ -305,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{i}/{len(jobs)}] {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
     results.sort(key=lambda r: r.arch)
-    args.out.write_text(_report(results, wall, command.strip(), args.workers) + "\n")
+    if args.append:
+        with args.out.open("a") as f:
+            f.write("\n" + _recheck(results, wall, command.strip()) + "\n")
+    else:
+        args.out.write_text(_report(results, wall, command.strip(), args.workers) + "\n")
     print(
         f"wrote {args.out}: {sum(r.status == 'pass' for r in results)}/{len(results)} pass", file=sys.stderr
     )

@@ -167,14 +167,24 @@ _META_NOOPS = frozenset(
 
 
 def _skip_meta_init() -> Any:
-    """A torch function mode that returns in-place initialisers on meta tensors unevaluated."""
+    """A torch function mode for building on meta.
+
+    In-place initialisers on meta tensors return unevaluated. An op that mixes meta and real tensors
+    (a builder probing its backbone with ``torch.zeros(...)`` on the CPU to find a feature size, as
+    timm's ``HybridEmbed`` does) runs with every tensor on meta: only shapes can come out of it anyway.
+    """
     import torch
     from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_map_only
+
+    def on_meta(t: torch.Tensor) -> torch.Tensor:
+        return t if t.is_meta else t.to("meta")
 
     class _SkipMetaInit(TorchFunctionMode):
         def __torch_function__(
             self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
         ) -> Any:
+            kwargs = kwargs or {}
             first = args[0] if args else None
             if (
                 isinstance(first, torch.Tensor)
@@ -182,7 +192,10 @@ def _skip_meta_init() -> Any:
                 and getattr(func, "__name__", "") in _META_NOOPS
             ):
                 return first
-            return func(*args, **(kwargs or {}))
+            tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+            if len({t.is_meta for t in tensors}) == 2:
+                args, kwargs = tree_map_only(torch.Tensor, on_meta, (args, kwargs))
+            return func(*args, **kwargs)
 
     return _SkipMetaInit()
 
