@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelsurgeon.config import ReheadConfig
@@ -35,6 +36,21 @@ def _head_keys(name: str, keys: set[str]) -> tuple[str, str | None]:
     return weight, bias if bias in keys else None
 
 
+def _shape_check(expected: dict[str, tuple[int, ...]]) -> Callable[[Path], None]:
+    """A ``write_checkpoint`` check hook: the written keys and shapes must be the planned ones."""
+
+    def check(path: Path) -> None:
+        from modelsurgeon.checkpoint import read_checkpoint
+        from modelsurgeon.errors import ModelSurgeonError
+
+        with read_checkpoint(path) as written:
+            got = {k: tuple(v.shape) for k, v in written.infos.items()}
+        if got != expected:
+            raise ModelSurgeonError("verification failed: written keys or shapes differ from the plan; a bug")
+
+    return check
+
+
 def rehead_named(config: ReheadConfig, *, progress: Callable[[int, int], None] | None = None) -> Report:
     """Run the arch-free surgery described by ``config.head``.
 
@@ -46,7 +62,7 @@ def rehead_named(config: ReheadConfig, *, progress: Callable[[int, int], None] |
         The surgery report; ``verified`` says the check was shape-only.
     """
     from modelsurgeon import surgery
-    from modelsurgeon.checkpoint import OutTensor, read_checkpoint, write_checkpoint
+    from modelsurgeon.checkpoint import OutTensor, read_checkpoint
     from modelsurgeon.heads import HeadTensor
 
     init, warnings = surgery.plan_init(config)
@@ -104,24 +120,13 @@ def rehead_named(config: ReheadConfig, *, progress: Callable[[int, int], None] |
         entries += [OutTensor(k, v.dtype, tuple(v.shape), surgery._const(v)) for k, v in heads.items()]
         entries.sort(key=lambda e: e.name)
         metadata = surgery._metadata(ckpt, None, classes, list(heads), init, seed, labels, kept)
-        result = write_checkpoint(
-            out,
-            entries,
-            metadata=metadata,
-            force=config.force,
-            shard_like=ckpt if ckpt.format == "safetensors-sharded" else None,
-            link=config.link,
-            progress=progress,
-        )
+        expected = {e.name: tuple(e.shape) for e in entries}
+        check = _shape_check(expected) if config.verify and out != "-" else None
+        result = surgery._write(out, entries, metadata, config, ckpt, progress, check, warnings)
         notes = list(ckpt.notes)
         source_sha, source_format = ckpt.sha256, ckpt.format
-    expected = {e.name: tuple(e.shape) for e in entries}
-    if config.verify and out != "-":
-        with read_checkpoint(result.path) as written:
-            got = {k: tuple(v.shape) for k, v in written.infos.items()}
-        if got != expected:
-            raise InputError(f"verification of {result.path} failed: keys or shapes differ from the plan")
-        verified = "shape-only (no --arch): every key and shape checked after reloading"
+    if check is not None:
+        verified = "shape-only (no --arch): every key and shape of the written file checked before the rename"
     else:
         verified = "skipped (--no-verify)" if not config.verify else "shape-only plan check (stdout)"
     return surgery.Report(

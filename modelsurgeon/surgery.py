@@ -28,7 +28,7 @@ from modelsurgeon.errors import InputError, ModelSurgeonError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from modelsurgeon.checkpoint import Checkpoint, OutTensor
+    from modelsurgeon.checkpoint import Checkpoint, OutTensor, WriteResult
     from modelsurgeon.heads import HeadSpec, HeadTensor
 
 __all__ = [
@@ -475,22 +475,7 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
         verifier = _Verifier(spec) if config.verify and out != "-" else None
         if out == "-" and config.verify:
             verified = _verify_entries(spec, entries)
-        from modelsurgeon.checkpoint import write_checkpoint
-
-        result = write_checkpoint(
-            out,
-            entries,
-            metadata=metadata,
-            force=config.force,
-            shard_like=ckpt if ckpt.format == "safetensors-sharded" else None,
-            link=config.link,
-            progress=progress,
-            check=verifier,
-        )
-        if result.format != "safetensors" and result.format != "safetensors-sharded":
-            warnings.append(
-                f"{result.format} output cannot hold metadata; provenance and labels are not stored"
-            )
+        result = _write(out, entries, metadata, config, ckpt, progress, verifier, warnings)
         source_sha, source_format = ckpt.sha256, ckpt.format
     if verifier is not None:
         verified = verifier.result
@@ -520,6 +505,34 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
         warnings=warnings,
         seconds=round(time.perf_counter() - start, 3),
     )
+
+
+def _write(
+    out: str,
+    entries: Sequence[OutTensor],
+    metadata: Mapping[str, str],
+    config: ReheadConfig,
+    ckpt: Checkpoint,
+    progress: Progress | None,
+    check: Callable[[Path], None] | None,
+    warnings: list[str],
+) -> WriteResult:
+    """Write the output as the config says; warn when its format cannot hold the metadata."""
+    from modelsurgeon.checkpoint import write_checkpoint
+
+    result = write_checkpoint(
+        out,
+        entries,
+        metadata=metadata,
+        force=config.force,
+        shard_like=ckpt if ckpt.format == "safetensors-sharded" else None,
+        link=config.link,
+        progress=progress,
+        check=check,
+    )
+    if result.format not in ("safetensors", "safetensors-sharded"):
+        warnings.append(f"{result.format} output cannot hold metadata; provenance and labels are not stored")
+    return result
 
 
 class _Prefetch:
