@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from modelsurgeon.surgery import META_PREFIX
+from modelsurgeon.surgery import META_PREFIX, describe_mismatch, format_examples
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,7 +44,6 @@ HISTOGRAM_BINS = 41
 
 HeadSource = Literal["arch", "metadata", "heuristic", "none"]
 
-_EXAMPLES = 3
 # Module path components that name a classifier; "fc1"/"fc2" (MLP layers) and "pre_logits" do not match.
 _HEAD_PART = re.compile(r"head|head_\w+|heads|fc|classifier|logits|last_linear")
 _NOT_HEAD_PART = re.compile(r"pre_logits")
@@ -294,15 +293,9 @@ def _compare_keys(
         for k, s in expected.items()
         if k in infos and tuple(infos[k].shape) != tuple(s)
     )
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing (e.g. {_examples(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected (e.g. {_examples(unexpected)})")
-    if other:
-        parts.append(f"{len(other)} with other shapes (e.g. {_examples(other)})")
-    if parts:
-        warnings.append(f"the checkpoint does not match {label}: " + "; ".join(parts))
+    summary = describe_mismatch(missing, unexpected, other)
+    if summary:
+        warnings.append(f"the checkpoint does not match {label}: {summary}")
 
 
 def _head_from_metadata(metadata: Mapping[str, Any], ckpt: Checkpoint, warnings: list[str]) -> _Head | None:
@@ -322,7 +315,7 @@ def _head_from_metadata(metadata: Mapping[str, Any], ckpt: Checkpoint, warnings:
     missing = [n for n in names if n not in ckpt.infos]
     if missing:
         warnings.append(
-            f"metadata names head tensors the checkpoint lacks (e.g. {_examples(missing)}); "
+            f"metadata names head tensors the checkpoint lacks (e.g. {format_examples(missing)}); "
             "head found by shapes"
         )
         return None
@@ -482,8 +475,3 @@ def _dtype_counts(infos: Mapping[str, TensorInfo]) -> dict[str, int]:
         name = _dtype_name(info.dtype)
         counts[name] = counts.get(name, 0) + math.prod(info.shape)
     return dict(sorted(counts.items()))
-
-
-def _examples(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_EXAMPLES])
-    return shown + (", …" if len(items) > _EXAMPLES else "")

@@ -37,6 +37,8 @@ __all__ = [
     "InitSpec",
     "Label",
     "Report",
+    "describe_mismatch",
+    "format_examples",
     "plan_init",
     "read_labels",
     "rehead",
@@ -203,9 +205,31 @@ def read_labels(path: str | os.PathLike[str]) -> list[Label]:
     return labels
 
 
-def _examples(items: Sequence[str]) -> str:
+def format_examples(items: Sequence[str]) -> str:
+    """The first few items, comma-separated, with an ellipsis when there are more."""
     shown = ", ".join(items[:_EXAMPLES])
     return shown + (", …" if len(items) > _EXAMPLES else "")
+
+
+def describe_mismatch(missing: Sequence[str], unexpected: Sequence[str], mismatched: Sequence[str]) -> str:
+    """One line summing up how a checkpoint's keys differ from an arch's (empty when they agree).
+
+    Args:
+        missing: Keys the arch has and the checkpoint lacks.
+        unexpected: Keys the checkpoint has and the arch lacks.
+        mismatched: ``"key: ... vs ..."`` descriptions of keys present in both with other shapes.
+
+    Returns:
+        e.g. ``"2 missing (e.g. a, b); 1 unexpected (e.g. c)"``; each list is sorted first.
+    """
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {format_examples(sorted(missing))})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {format_examples(sorted(unexpected))})")
+    if mismatched:
+        parts.append(f"{len(mismatched)} with other shapes (e.g. {format_examples(sorted(mismatched))})")
+    return "; ".join(parts)
 
 
 def _match(spec: HeadSpec, ckpt: Checkpoint, arch_label: str) -> list[str]:
@@ -228,18 +252,12 @@ def _match(spec: HeadSpec, ckpt: Checkpoint, arch_label: str) -> list[str]:
         k for k in ckpt.infos if k not in spec.body and k not in head_names and k not in dropped
     )
     if missing or mismatched or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {_examples(sorted(missing))})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {_examples(unexpected)})")
-        if mismatched:
-            parts.append(f"{len(mismatched)} with other shapes (e.g. {_examples(sorted(mismatched))})")
         hint = "did you pick the right --arch? (prefixes module./_orig_mod. are stripped automatically)"
         prefix = _common_prefix(unexpected) if unexpected else ""
         if prefix:
             hint = f"the unexpected keys share the prefix '{prefix}' — is it a wrapper model? " + hint
-        raise InputError(f"checkpoint does not match {arch_label}: " + "; ".join(parts), hint)
+        summary = describe_mismatch(missing, unexpected, mismatched)
+        raise InputError(f"checkpoint does not match {arch_label}: {summary}", hint)
     notes = []
     if filled:
         notes.append(
@@ -621,7 +639,7 @@ def _verify_entries(spec: HeadSpec, entries: Sequence[OutTensor]) -> str:
     if got != {k: tuple(v) for k, v in expected.items()}:
         bad = sorted(set(got) ^ set(expected))
         raise ModelSurgeonError(
-            f"planned output does not match the arch (e.g. {_examples(bad)}); this is a bug"
+            f"planned output does not match the arch (e.g. {format_examples(bad)}); this is a bug"
         )
     return "keys and shapes match the arch (stdout output is not re-read)"
 
@@ -657,7 +675,8 @@ def _loadable(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> Orde
     )
     if wrong:  # an integer tensor where the arch has a float one (or the reverse): a corrupt file
         raise InputError(
-            f"{len(wrong)} checkpoint tensors have a dtype the arch cannot take (e.g. {_examples(wrong)})",
+            f"{len(wrong)} checkpoint tensors have a dtype the arch cannot take "
+            f"(e.g. {format_examples(wrong)})",
             "is the checkpoint corrupt or quantized? re-export it from the model (nothing was written)",
         )
     ordered = OrderedDict(sorted(state.items()))
@@ -701,7 +720,7 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
         left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if left:
             raise ModelSurgeonError(
-                f"{len(left)} tensors were not loaded (e.g. {_examples(left)}); this is a bug"
+                f"{len(left)} tensors were not loaded (e.g. {format_examples(left)}); this is a bug"
             )
         dtypes = {p.dtype for p in model.parameters()}
         if dtypes - {torch.float32}:
