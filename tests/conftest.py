@@ -104,6 +104,32 @@ def hub_cache(tmp_path: Path) -> Callable[..., Path]:
     return lay_out
 
 
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes, hex."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def invoke(*args: str, input: bytes | None = None):
+    """Run ``modelsurgeon ARGS`` in-process with typer's CliRunner (stdout and stderr kept apart)."""
+    from typer.testing import CliRunner
+
+    from modelsurgeon.cli.app import app
+
+    return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+def one_line_error(result, code: int) -> str:
+    """Assert ``result`` failed with ``code``: one ``error:`` line on stderr, no traceback, empty stdout."""
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
 def run_cli(
     *args: str,
     input: bytes | None = None,

@@ -33,6 +33,7 @@ from modelsurgeon.checkpoint import (
     write_checkpoint,
 )
 from modelsurgeon.errors import InputError, OutputError, UsageError
+from tests.conftest import sha256_of
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -75,10 +76,6 @@ def _read_all(ck: Checkpoint) -> dict[str, torch.Tensor]:
     return {k: ck.tensor(k) for k in ck.infos}
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
 
@@ -101,7 +98,7 @@ def test_safetensors_round_trip_keeps_dtypes_metadata_and_hash(tmp_path: Path) -
 
     assert result.format == "safetensors"
     assert result.path == str(dest)
-    assert result.sha256 == _sha(dest)
+    assert result.sha256 == sha256_of(dest)
     assert result.nbytes == dest.stat().st_size
     _assert_same(load_file(str(dest)), state)
     with safe_open(str(dest), framework="pt") as f:
@@ -112,7 +109,7 @@ def test_safetensors_round_trip_keeps_dtypes_metadata_and_hash(tmp_path: Path) -
     with read_checkpoint(dest) as ck:
         assert ck.format == "safetensors"
         assert ck.metadata == {"arch": "timm:test", "note": "é ✓"}
-        assert ck.sha256 == _sha(dest)
+        assert ck.sha256 == sha256_of(dest)
         assert ck.notes == ()
         assert dict(ck.infos) == {k: TensorInfo(v.dtype, tuple(v.shape)) for k, v in state.items()}
         _assert_same(_read_all(ck), state)
@@ -247,7 +244,7 @@ def test_torch_files_by_magic_bytes(tmp_path: Path, name: str, legacy: bool, fmt
     with read_checkpoint(path) as ck:
         assert ck.format == fmt
         assert ck.metadata == {}
-        assert ck.sha256 == _sha(path)
+        assert ck.sha256 == sha256_of(path)
         _assert_same(_read_all(ck), state)
 
 
@@ -571,7 +568,7 @@ def test_stdin_is_spooled_hashed_and_cleaned_up(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(src.read_bytes())))
     with read_checkpoint("-") as ck:
         assert ck.source == "<stdin>"
-        assert ck.sha256 == _sha(src)
+        assert ck.sha256 == sha256_of(src)
         assert ck.metadata == {"from": "stdin"}
         assert list(spool.iterdir()) == []  # the spool file is gone already; the mapping stays valid
         _assert_same(_read_all(ck), state)
@@ -616,7 +613,7 @@ def test_torch_output_is_a_plain_dict_of_own_sized_tensors(tmp_path: Path) -> No
         entries = [OutTensor("small", torch.float32, (4,), lambda: ck.tensor("small"), origin="small")]
         result = write_checkpoint(tmp_path / "out.pth", entries, metadata={"ignored": "yes"})
     assert result.format == "torch-zip"
-    assert result.sha256 == _sha(tmp_path / "out.pth")
+    assert result.sha256 == sha256_of(tmp_path / "out.pth")
     loaded = torch.load(tmp_path / "out.pth", weights_only=True)
     assert type(loaded) is dict
     _assert_same(loaded, {"small": big["small"]})
@@ -675,7 +672,7 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
     assert info.value.hint == "pass --force to overwrite"
     assert dest.read_bytes() == b"precious"
     result = write_checkpoint(dest, _entries(_synthetic()), metadata={}, force=True)
-    assert result.sha256 == _sha(dest)
+    assert result.sha256 == sha256_of(dest)
     _assert_same(load_file(str(dest)), _synthetic())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.safetensors"]
     mask = os.umask(0)
@@ -687,7 +684,7 @@ def test_overwriting_the_mapped_source_keeps_it_readable(tmp_path: Path) -> None
     state = _synthetic()
     path = tmp_path / "same.safetensors"
     save_file(state, str(path))
-    original_sha = _sha(path)
+    original_sha = sha256_of(path)
     with read_checkpoint(path) as ck:
         held = ck.tensor("head.weight")
         changed = [
@@ -781,7 +778,9 @@ def test_sharded_read_by_index_or_directory(tmp_path: Path) -> None:
             shards = sorted(
                 p for p in (tmp_path / "sharded").iterdir() if p.name.endswith("-of-00003.safetensors")
             )
-            manifest = f"{_sha(index)}  {index.name}\n" + "".join(f"{_sha(p)}  {p.name}\n" for p in shards)
+            manifest = f"{sha256_of(index)}  {index.name}\n" + "".join(
+                f"{sha256_of(p)}  {p.name}\n" for p in shards
+            )
             assert ck.sha256 == hashlib.sha256(manifest.encode()).hexdigest()
 
 

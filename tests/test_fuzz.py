@@ -47,6 +47,7 @@ from safetensors.torch import save as safetensors_save
 from typer.testing import CliRunner
 
 from modelsurgeon.cli.app import app
+from tests.conftest import sha256_of
 
 SLOW_EXAMPLES = int(os.environ.get("MODELSURGEON_FUZZ_EXAMPLES", "2000"))
 """Examples per slow fuzz test (``make fuzz`` sets it)."""
@@ -375,10 +376,6 @@ def _torch_mutation(draw: st.DrawFn) -> Fuzzed:
 
 
 # ------------------------------------------------------------------------------------------- checks
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
 
@@ -399,7 +396,7 @@ def check_contract(directory: Path, fuzzed: Fuzzed) -> None:
     src = directory / f"FUZZED{fuzzed.suffix}"
     out = directory / "o.safetensors"
     src.write_bytes(fuzzed.raw)
-    before = _sha(src)
+    before = sha256_of(src)
     commands = {
         "rehead": [
             "rehead",
@@ -434,7 +431,7 @@ def check_contract(directory: Path, fuzzed: Fuzzed) -> None:
                 assert written["head.weight"].shape == (3, _vit_state()["head.weight"].shape[1]), why
                 assert set(written) == set(_vit_state()), why
             assert _leftovers(directory) == [], why
-            assert _sha(src) == before, f"{why}\nthe input was modified"
+            assert sha256_of(src) == before, f"{why}\nthe input was modified"
     finally:
         out.unlink(missing_ok=True)
         src.unlink(missing_ok=True)

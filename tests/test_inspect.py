@@ -6,7 +6,6 @@ modelsurgeon's own output.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import subprocess
@@ -16,16 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from modelsurgeon import __version__
-from modelsurgeon.cli.app import app
-
-runner = CliRunner()
-
-
-def invoke(*args: str, input: bytes | None = None):
-    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+from tests.conftest import invoke, one_line_error, sha256_of
 
 
 def inspect_json(*args: str) -> dict:
@@ -34,14 +26,6 @@ def inspect_json(*args: str) -> dict:
     lines = result.stdout.splitlines()
     assert len(lines) == 1, result.stdout
     return json.loads(lines[0])
-
-
-def one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 def numel(state: dict[str, torch.Tensor]) -> int:
@@ -91,11 +75,11 @@ def test_rehead_output_reports_classes_head_labels_and_provenance(reheaded: Path
     assert report["dtypes"] == {"float32": numel(expected)}
     assert report["tensors"] == len(expected)
     assert report["format"] == "safetensors"
-    assert report["sha256"] == hashlib.sha256(reheaded.read_bytes()).hexdigest()
+    assert report["sha256"] == sha256_of(reheaded)
     meta = report["metadata"]
     assert meta["arch"] == report["arch"] == "timm:test_vit"
     assert meta["classes"] == 3 and meta["seed"] == 5 and meta["version"] == __version__
-    assert meta["source_sha256"] == hashlib.sha256(vit_source.read_bytes()).hexdigest()
+    assert meta["source_sha256"] == sha256_of(vit_source)
     assert meta["init"]["std"] == 0.02 and meta["init"]["a_abs"] == -2.0
     assert meta["kept_rows"] == {"0": 5}
     assert "labels" not in meta
@@ -226,7 +210,7 @@ def test_stdin_pipeline(vit_source: Path, tmp_path: Path) -> None:
     assert report["source"] == "<stdin>"
     assert (report["classes"], report["head_source"], report["arch"]) == (3, "metadata", "timm:test_vit")
     assert report["metadata"]["seed"] == 1
-    assert report["metadata"]["source_sha256"] == hashlib.sha256(vit_source.read_bytes()).hexdigest()
+    assert report["metadata"]["source_sha256"] == sha256_of(vit_source)
 
 
 def test_corrupt_input_is_one_line_exit_3(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ googlenet's ``aux1.fc2``), never from modelsurgeon's own output.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,27 +15,8 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from modelsurgeon.cli.app import app
-
-runner = CliRunner()
-
-
-def invoke(*args: str, input: bytes | None = None):
-    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, (result.exit_code, result.stderr)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
+from tests.conftest import invoke, one_line_error, sha256_of
 
 
 @pytest.fixture
@@ -48,7 +28,7 @@ def vit_ckpt(state_dict_of: Callable[..., dict], save_safetensors: Callable[...,
 
 
 def test_head_is_replaced_and_everything_else_is_carried_bit_for_bit(vit_ckpt: Path) -> None:
-    before = sha(vit_ckpt)
+    before = sha256_of(vit_ckpt)
     result = invoke(
         "rehead", "--arch", "test_vit", "--classes", "7", "--checkpoint", str(vit_ckpt), "--seed", "1"
     )
@@ -62,7 +42,7 @@ def test_head_is_replaced_and_everything_else_is_carried_bit_for_bit(vit_ckpt: P
     for key in src:
         if not key.startswith("head."):
             assert torch.equal(new[key], src[key]) and new[key].dtype == src[key].dtype, key
-    assert sha(vit_ckpt) == before  # the input is never modified
+    assert sha256_of(vit_ckpt) == before  # the input is never modified
     assert "strict load" in result.stderr  # verified by default
 
 
@@ -84,7 +64,7 @@ def test_json_report_on_stdout_only(vit_ckpt: Path) -> None:
     for key in ("output", "arch", "classes", "head", "seed", "init", "source_sha256"):
         assert key in report
     assert report["classes"] == 3 and report["head"] == ["head.bias", "head.weight"]
-    assert report["source_sha256"] == sha(vit_ckpt)
+    assert report["source_sha256"] == sha256_of(vit_ckpt)
     assert report["arch"] == "timm:test_vit" and report["output"].endswith("o.safetensors")
     assert report["init"]["std"] == 0.02 and report["init"]["bias"] == "zeros"
 
@@ -117,7 +97,7 @@ def test_provenance_metadata(vit_ckpt: Path) -> None:
     assert meta["modelsurgeon.classes"] == "4"
     assert json.loads(meta["modelsurgeon.head"]) == ["head.bias", "head.weight"]
     assert meta["modelsurgeon.seed"] == "5"
-    assert meta["modelsurgeon.source_sha256"] == sha(vit_ckpt)
+    assert meta["modelsurgeon.source_sha256"] == sha256_of(vit_ckpt)
     init = json.loads(meta["modelsurgeon.init"])
     assert (init["mean"], init["std"], init["a"], init["b"], init["bounds"]) == (0.0, 0.01, -2.0, 2.0, "abs")
     assert "modelsurgeon.version" in meta
@@ -405,7 +385,7 @@ def test_existing_output_needs_force(vit_ckpt: Path) -> None:
 
 
 def test_out_equal_to_input_is_refused_without_force(vit_ckpt: Path) -> None:
-    before = sha(vit_ckpt)
+    before = sha256_of(vit_ckpt)
     one_line_error(
         invoke(
             "rehead",
@@ -420,7 +400,7 @@ def test_out_equal_to_input_is_refused_without_force(vit_ckpt: Path) -> None:
         ),
         2,
     )
-    assert sha(vit_ckpt) == before
+    assert sha256_of(vit_ckpt) == before
     result = invoke(
         "rehead",
         "--arch",

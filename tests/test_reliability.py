@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -30,14 +29,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from modelsurgeon.cli.app import app
+from tests.conftest import sha256_of
 
 runner = CliRunner()
 REHEAD = ["rehead", "--arch", "test_vit", "--classes", "3"]
 TMP_NAME = re.compile(r"^\..+\.tmp$")
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _temp_files(directory: Path) -> list[str]:
@@ -107,7 +103,7 @@ def test_unsafe_pickle_is_refused_by_every_command_and_never_runs(
     code (``os.system`` / ``exec``): exit 3, one line naming the global, and the payload never ran."""
     marker = tmp_path / "PWNED"
     path = _evil(tmp_path / name, marker, legacy=legacy, payload=payload)
-    before = _sha(path)
+    before = sha256_of(path)
     for args in ([*REHEAD, "--checkpoint", str(path), "--out", "o.safetensors"], ["inspect", str(path)]):
         result = runner.invoke(app, args)
         assert result.exit_code == 3, result.stderr
@@ -116,7 +112,7 @@ def test_unsafe_pickle_is_refused_by_every_command_and_never_runs(
         assert "never unpickles code" in line
     assert not marker.exists()
     assert not (tmp_path / "o.safetensors").exists()
-    assert _sha(path) == before
+    assert sha256_of(path) == before
 
 
 def test_unsafe_pickle_in_a_real_process_never_runs(tmp_path: Path) -> None:
@@ -169,7 +165,7 @@ def _signal_when_temp_appears(
 def test_sigint_and_sigterm_during_the_write_leave_nothing(tmp_path: Path, big_ckpt: Path) -> None:
     """SIGINT / SIGTERM while the output is being written (or verified) end with 130 / 143, one line
     ``interrupted``, nothing at the output path, no temporary file, and the input unchanged."""
-    before = _sha(big_ckpt)
+    before = sha256_of(big_ckpt)
     procs = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         directory = tmp_path / sig.name
@@ -185,7 +181,7 @@ def test_sigint_and_sigterm_during_the_write_leave_nothing(tmp_path: Path, big_c
         assert proc.returncode == 128 + sig, (sig.name, proc.returncode, text)
         assert f"interrupted by {sig.name}" in _one_error_line(text)
         assert list(directory.iterdir()) == [], sig.name  # no output, no temp file
-    assert _sha(big_ckpt) == before
+    assert sha256_of(big_ckpt) == before
 
 
 # ------------------------------------------------------------------------------- full / read-only disk
@@ -207,13 +203,13 @@ def _tmpfs(directory: Path, options: str) -> Iterator[Path]:
 @pytest.mark.parametrize("name", ["o.safetensors", "o.pth"])
 def test_full_disk_exits_4_and_leaves_nothing(tmp_path: Path, vit_ckpt: Path, name: str) -> None:
     """Writing 1.5 MB to a 1 MB tmpfs: exit 4, one line saying to free space, the disk left empty."""
-    before = _sha(vit_ckpt)
+    before = sha256_of(vit_ckpt)
     with _tmpfs(tmp_path / "full", "size=1m") as full:
         result = runner.invoke(app, [*REHEAD, "--checkpoint", str(vit_ckpt), "--out", str(full / name)])
         assert result.exit_code == 4, result.stderr
         assert "no space left" in _one_error_line(result.stderr)
         assert list(full.iterdir()) == []
-    assert _sha(vit_ckpt) == before
+    assert sha256_of(vit_ckpt) == before
 
 
 def test_read_only_directory_exits_4_and_leaves_nothing(tmp_path: Path, vit_ckpt: Path) -> None:
@@ -232,7 +228,7 @@ def test_concurrent_forced_writes_leave_one_complete_output(tmp_path: Path, vit_
     """Four processes (different seeds and hash seeds) race to ``--out`` with ``--force``: all succeed,
     each reports the bytes an in-process run with its seed writes (determinism across processes), and
     the final file is exactly one run's output, complete and loadable, with no temporary file left."""
-    before = _sha(vit_ckpt)
+    before = sha256_of(vit_ckpt)
     seeds = [1, 2, 3, 4]
     expected = {}
     for seed in seeds:
@@ -241,7 +237,7 @@ def test_concurrent_forced_writes_leave_one_complete_output(tmp_path: Path, vit_
             [*REHEAD, "--checkpoint", str(vit_ckpt), "--seed", str(seed), "--out", f"ref{seed}.safetensors"],
         )
         assert result.exit_code == 0, result.stderr
-        expected[seed] = _sha(Path(f"ref{seed}.safetensors"))
+        expected[seed] = sha256_of(Path(f"ref{seed}.safetensors"))
     assert len(set(expected.values())) == len(seeds)
     race = tmp_path / "race"
     race.mkdir()
@@ -267,17 +263,17 @@ def test_concurrent_forced_writes_leave_one_complete_output(tmp_path: Path, vit_
         assert proc.returncode == 0, stderr.decode()
         reported[seed] = json.loads(stdout)["output_sha256"]
     assert reported == expected
-    assert _sha(out) in expected.values()
+    assert sha256_of(out) in expected.values()
     assert load_file(str(out))["head.weight"].shape[0] == 3
     assert [p.name for p in race.iterdir()] == ["o.safetensors"]
-    assert _sha(vit_ckpt) == before
+    assert sha256_of(vit_ckpt) == before
 
 
 # -------------------------------------------------------------------------------- the input is kept
 def test_out_equal_to_the_input_in_any_spelling_is_refused(tmp_path: Path, vit_ckpt: Path) -> None:
     """``--out`` naming the input (relative, ``./``, absolute, via a symlink or a hard link) is refused
     with exit 2 without ``--force``; the input keeps its bytes."""
-    before = _sha(vit_ckpt)
+    before = sha256_of(vit_ckpt)
     (tmp_path / "link.safetensors").symlink_to(vit_ckpt)
     os.link(vit_ckpt, tmp_path / "hard.safetensors")
     for spelling in [
@@ -290,18 +286,18 @@ def test_out_equal_to_the_input_in_any_spelling_is_refused(tmp_path: Path, vit_c
         result = runner.invoke(app, [*REHEAD, "--checkpoint", vit_ckpt.name, "--out", spelling])
         assert result.exit_code == 2, (spelling, result.stderr)
         assert "is the input checkpoint" in _one_error_line(result.stderr)
-    assert _sha(vit_ckpt) == before
+    assert sha256_of(vit_ckpt) == before
 
 
 def test_forced_out_equal_to_the_input_replaces_it_atomically(tmp_path: Path, vit_ckpt: Path) -> None:
     """With ``--force`` the input is replaced by a rename, never rewritten in place: a hard link taken
     before still holds the old bytes, the new file records the old file's sha256, no temp file is left."""
-    before = _sha(vit_ckpt)
+    before = sha256_of(vit_ckpt)
     old_inode = vit_ckpt.stat().st_ino
     os.link(vit_ckpt, tmp_path / "old.safetensors")
     result = runner.invoke(app, [*REHEAD, "--checkpoint", str(vit_ckpt), "--out", str(vit_ckpt), "--force"])
     assert result.exit_code == 0, result.stderr
-    assert _sha(tmp_path / "old.safetensors") == before  # the old inode was never written to
+    assert sha256_of(tmp_path / "old.safetensors") == before  # the old inode was never written to
     assert vit_ckpt.stat().st_ino != old_inode
     with safe_open(str(vit_ckpt), "pt") as f:
         assert f.metadata()["modelsurgeon.source_sha256"] == before
