@@ -31,6 +31,7 @@ format: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/sampler.py --threads 1 --out docs/sampler.md
+	$(PY) benchmarks/sampler_facts.py --out docs/sampler-facts.md
 	$(PY) benchmarks/rehead.py --out docs/performance.md
 
 coverage: $(VENV)/.installed
