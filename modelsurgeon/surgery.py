@@ -332,7 +332,8 @@ def _sample_heads(
     try:
         generator = torch.Generator(device=device)
     except RuntimeError as exc:
-        raise UsageError(f"--device {device!r} is not available: {exc}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"--device {device!r} is not available: {first}", "use --device cpu") from exc
     generator.manual_seed(seed)
     default_dtype = _float_dtype(ckpt)
     out: dict[str, torch.Tensor] = {}
