@@ -30,6 +30,7 @@ import math
 import os
 import pickle
 import re
+import secrets
 import shutil
 import struct
 import sys
@@ -1064,8 +1065,9 @@ def _atomic_file(
     path: Path, *, force: bool, check: Callable[[Path], None] | None = None
 ) -> Iterator[tuple[BinaryIO, Any]]:
     """Yield (temp file, sha256 digest); on success fsync, ``check``, rename to ``path``; else remove it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _temp_path(path, ".tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         with os.fdopen(fd, "wb") as out:
             yield out, hashlib.sha256()
             out.flush()
@@ -1079,6 +1081,17 @@ def _atomic_file(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _temp_path(path: Path, suffix: str) -> Path:
+    """A fresh name next to ``path`` for a temporary file or directory.
+
+    The name is chosen before anything is created, so the caller creates it inside the ``try`` whose
+    cleanup removes it: a signal that lands just after the creation still finds the name to remove
+    (``tempfile.mkstemp`` creates first and returns the name after, which leaves a window). 64 random
+    bits make a clash with another writer's temporary negligible; creation uses ``O_EXCL``/``mkdir``.
+    """
+    return path.parent / f".{path.name}.{secrets.token_hex(8)}{suffix}"
 
 
 def _commit(tmp: Path, path: Path, *, force: bool) -> None:
@@ -1289,11 +1302,9 @@ def _write_sharded(
         raise OutputError(f"{label} exists", "pass --force to overwrite")
     plan = _plan_shards(entries, source)
     total = sum(e.nbytes for e in entries)
+    tmp = _temp_path(path, ".tmp")
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-    except OSError as exc:
-        raise _output_error(exc, label) from exc
-    try:
+        os.mkdir(tmp, 0o700)
         hashes: list[tuple[str, str]] = []
         nbytes = done = 0
         for shard, (shard_entries, copy) in plan.items():

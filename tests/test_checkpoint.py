@@ -929,13 +929,22 @@ def test_stdout_that_is_a_terminal_is_refused(monkeypatch: pytest.MonkeyPatch) -
 
 def test_permission_denied_is_an_output_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
-    import tempfile
 
-    def denied(*args: Any, **kwargs: Any) -> Any:
-        raise PermissionError(errno.EACCES, "Permission denied")
+    # Root ignores permissions, so deny the creation of the temporary file / directory itself.
+    real_open, real_mkdir = os.open, os.mkdir
 
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
-    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    def open_denied(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(".tmp") and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir_denied(path: Any, *args: Any, **kwargs: Any) -> None:
+        if str(path).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_denied)
+    monkeypatch.setattr(os, "mkdir", mkdir_denied)
     with pytest.raises(OutputError, match="permission denied"):
         write_checkpoint(tmp_path / "x.safetensors", _entries(_synthetic()), metadata={})
     _make_sharded(tmp_path / "src", _synthetic(), _GROUPS)
