@@ -1404,8 +1404,7 @@ def _swap_in_dir(tmp: Path, path: Path, label: str, *, force: bool) -> None:
         return
     if not force:
         raise OutputError(f"{label} exists", "pass --force to overwrite")
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-    os.rmdir(old)
+    old = _temp_path(path, ".old")  # a free name: os.rename below creates it
     os.rename(path, old)
     try:
         os.rename(tmp, path)
