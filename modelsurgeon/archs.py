@@ -32,6 +32,7 @@ __all__ = [
     "ArchRef",
     "Source",
     "build_model",
+    "default_from_build",
     "default_num_classes",
     "input_size",
     "list_archs",
@@ -304,8 +305,20 @@ def default_num_classes(arch: str | ArchRef) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _default_num_classes(ref: ArchRef) -> int:
-    model = build_model(ref)
-    n = getattr(model, "num_classes", None)
+    return default_from_build(ref, getattr(build_model(ref), "num_classes", None))
+
+
+def default_from_build(ref: ArchRef, n: object) -> int:
+    """The default class count of ``ref``, given the ``num_classes`` attribute of its default build.
+
+    Args:
+        ref: The architecture.
+        n: ``model.num_classes`` of ``build_model(ref)`` (``None`` when it has none).
+
+    Returns:
+        ``n`` when it is an int; else the class count of the first torchvision weights, timm's
+        pretrained config, or 1000.
+    """
     if isinstance(n, int):
         return n
     if ref.source == "torchvision":

@@ -1,7 +1,8 @@
 """Find the class-dependent tensors of an architecture: what a rehead re-initialises.
 
-The head is found by building the architecture on the meta device with two probe class counts and
-comparing state-dict shapes: a tensor whose shape changes with the class count is class-dependent.
+The head is found by building the architecture on the meta device with a probe class count and with N
+(or the default) and comparing state-dict shapes: a tensor whose shape changes with the class count is
+class-dependent.
 Tensors that exist only with a classifier (``num_classes=0`` gives ``nn.Identity`` in timm) are found by
 comparing the N-class and the default-class models. The result is then cross-checked against what the
 libraries say: timm's ``pretrained_cfg['classifier']`` and ``get_classifier()``, and a table of
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
-from modelsurgeon.archs import ArchRef, build_model, default_num_classes, input_size, resolve_arch
+from modelsurgeon.archs import ArchRef, build_model, default_from_build, input_size, resolve_arch
 from modelsurgeon.errors import UsageError
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def _classifier_names(model: nn.Module, names: Mapping[int, str]) -> tuple[str, 
 
 
 @functools.lru_cache(maxsize=256)
-def _snapshot(arch: ArchRef, num_classes: int) -> _Snapshot:
+def _snapshot(arch: ArchRef, num_classes: int | None) -> _Snapshot:
     model = build_model(arch, num_classes)
     names = {id(m): n for n, m in model.named_modules()}
     state = model.state_dict(keep_vars=True)
@@ -199,11 +200,11 @@ def _head_type(snap: _Snapshot, modules: tuple[str, ...]) -> str:
     return label
 
 
-def _class_keys(arch: ArchRef, a: _Snapshot, b: _Snapshot) -> tuple[str, ...]:
-    if a.shapes.keys() != b.shapes.keys():
-        odd = sorted(a.shapes.keys() ^ b.shapes.keys())
+def _class_keys(arch: ArchRef, a: Mapping[str, Shape], b: Mapping[str, Shape]) -> tuple[str, ...]:
+    if a.keys() != b.keys():
+        odd = sorted(a.keys() ^ b.keys())
         raise _fail(arch, f"state-dict keys change with the class count ({', '.join(odd[:3])})")
-    return tuple(k for k, s in a.shapes.items() if s != b.shapes[k])
+    return tuple(k for k, s in a.items() if s != b[k])
 
 
 def _cross_check(
@@ -242,19 +243,26 @@ def _probes(*avoid: int) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=512)
 def _find_heads(arch: ArchRef, num_classes: int) -> HeadSpec:
-    default = default_num_classes(arch)
+    # Three meta builds: the default (built as the user's code would, without num_classes), a probe
+    # class count that differs from N and the default, and N itself.
+    default_snap = _snapshot(arch, None)
+    default = default_from_build(arch, default_snap.num_classes)
     p1, p2 = _probes(num_classes, default)
     probe = _snapshot(arch, p1)
-    class_keys = _class_keys(arch, probe, _snapshot(arch, p2))
+    shapes_n = _snapshot(arch, num_classes).shapes
+    shapes_d = default_snap.shapes
+    # Class-dependent keys: those whose shape differs between the probe and another class count ≥ 1
+    # (N, else the default, else a second probe when neither has a head).
+    other = shapes_n if num_classes else shapes_d if default else _snapshot(arch, p2).shapes
+    other_n = num_classes or default or p2
+    class_keys = _class_keys(arch, probe.shapes, other)
     if not class_keys:
         if default == 0 and probe.num_classes == 0:  # the builder ignores num_classes: an encoder
             raise UsageError(
                 f"{arch} has no classification head: its builder ignores num_classes (a feature encoder)",
                 "pick a classifier variant of this arch (`modelsurgeon archs PATTERN` lists them)",
             )
-        raise _fail(arch, f"no tensor changes shape with the class count ({p1} vs {p2})")
-    shapes_n = _snapshot(arch, num_classes).shapes
-    shapes_d = _snapshot(arch, default).shapes
+        raise _fail(arch, f"no tensor changes shape with the class count ({p1} vs {other_n})")
     for n, shapes in ((num_classes, shapes_n), (default, shapes_d)):
         if n and shapes.keys() != probe.shapes.keys():
             odd = sorted(shapes.keys() ^ probe.shapes.keys())
@@ -286,8 +294,9 @@ def _find_heads(arch: ArchRef, num_classes: int) -> HeadSpec:
 def find_heads(arch: str | ArchRef, num_classes: int) -> HeadSpec:
     """Find the class-dependent tensors of ``arch`` with a ``num_classes``-class head.
 
-    Builds the arch on the meta device (cheap; cached per process) with two probe class counts that
-    differ from each other, from N and from the default, and compares state-dict shapes. Works for
+    Builds the arch on the meta device three times (cheap; cached per process): with its default, with
+    a probe class count that differs from N and from the default, and with N; class-dependent tensors
+    are those whose shape differs between the probe and N (or the default, when N = 0). Works for
     N == default, for N = 0 (timm: the head is removed) and for archs whose default has no head
     (SAM2 Hiera: the head is added).
 
