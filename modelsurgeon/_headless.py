@@ -141,7 +141,6 @@ def rehead_named(config: ReheadConfig, *, progress: Callable[[int, int], None] |
         source_sha256=source_sha,
         source_format=source_format,
         output_format=result.format,
-        output_sha256=result.sha256,
         output_bytes=result.nbytes,
         head_type=f"named ({', '.join(config.head)})",
         default_classes=old_classes,

@@ -14,7 +14,8 @@ for the ``args`` of timm / torchvision training checkpoints, and numpy scalars f
 
 Formats written: ``.safetensors`` (a streaming writer with bounded memory, deterministic bytes),
 ``.pth/.pt/.bin`` (``torch.save`` of a plain ``name → tensor`` dict; no metadata), a sharded safetensors
-directory (``shard_like=``), and ``"-"`` (safetensors streamed to stdout). File writes are atomic.
+directory (when ``source=`` is sharded), and ``"-"`` (safetensors streamed to stdout). File writes are
+atomic. Unchanged safetensors tensors are copied file to file by the kernel (``copy_file_range``).
 
 This module prints nothing and imports no timm.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import math
@@ -64,6 +66,12 @@ __all__ = [
 
 CHUNK_BYTES = 16 * 1024 * 1024
 """Bytes per read/write chunk: bounds the extra memory of hashing, copying and writing tensors."""
+
+COPY_BYTES = 1024 * 1024
+"""Buffer of a file-to-file copy where the kernel cannot copy (small enough to stay in the CPU cache)."""
+
+COPY_SPAN_BYTES = 64 * 1024 * 1024
+"""Largest piece copied file to file in one go: progress and disk writeback move at this pace."""
 
 INDEX_NAME = "model.safetensors.index.json"
 """File name of the index written into a sharded output directory."""
@@ -194,14 +202,11 @@ class WriteResult:
     Args:
         path: The destination as given (``"-"`` for stdout).
         format: ``"safetensors"``, ``"safetensors-sharded"`` or ``"torch-zip"``.
-        sha256: Hex digest of the bytes written (for a sharded directory: as defined in
-            :attr:`Checkpoint.sha256`), so it equals ``read_checkpoint(path).sha256``.
         nbytes: Bytes written (for a sharded directory: all files, copied ones included).
     """
 
     path: str
     format: str
-    sha256: str | None
     nbytes: int
 
 
@@ -213,6 +218,8 @@ class _Slot:
     raw_name: str  # the key as stored in the file (before prefix stripping)
     load: Callable[[], torch.Tensor]
     shard: str | None = None  # shard file name, for sharded checkpoints
+    file: str | None = None  # key of the open file holding the stored bytes (safetensors only)
+    offset: int = 0  # where the stored bytes start in that file
 
 
 class Checkpoint:
@@ -280,6 +287,17 @@ class Checkpoint:
         if name not in self._file_sha:
             self._file_sha[name] = _hash_handle(self._handles[name], self.source)
         return self._file_sha[name]
+
+    def _span(self, key: str, info: TensorInfo) -> tuple[int, int] | None:
+        """``(fd, offset)`` of the stored bytes of ``key`` when they are exactly ``info``'s bytes.
+
+        Only safetensors data qualifies: it is stored raw, in C order, in the file opened at read time.
+        """
+        slot = self._slots.get(key)
+        if slot is None or slot.file is None or slot.info != info:
+            return None
+        handle = self._handles.get(slot.file)
+        return None if handle is None else (handle.fileno(), slot.offset)
 
     def tensor(self, key: str) -> torch.Tensor:
         """Return the tensor stored under ``key`` (a stripped name).
@@ -427,21 +445,19 @@ def _sniff(path: Path, label: str) -> str:
 
 
 def _read_file(path: Path, label: str, *, ema: bool, sha256: str | None) -> Checkpoint:
-    handle = path.open("rb") if sha256 is None else None
+    # The file stays open until the checkpoint is closed: it is hashed and copied from this inode.
+    handle = path.open("rb")
     try:
         ckpt = _open_file(path, label, ema=ema, sha256=sha256, handle=handle)
     except BaseException:
-        if handle is not None:
-            handle.close()
+        handle.close()
         raise
     return ckpt
 
 
-def _open_file(
-    path: Path, label: str, *, ema: bool, sha256: str | None, handle: IO[bytes] | None
-) -> Checkpoint:
+def _open_file(path: Path, label: str, *, ema: bool, sha256: str | None, handle: IO[bytes]) -> Checkpoint:
     fmt = _sniff(path, label)
-    handles = {path.name: handle} if handle is not None else {}
+    handles = {path.name: handle}
     sha: str | Callable[[], str] = sha256 if sha256 is not None else (lambda: _hash_handle(handle, label))
     if fmt == "safetensors":
         if ema:
@@ -483,10 +499,8 @@ def _constant(t: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: t
 
 
-def _hash_handle(f: IO[bytes] | None, label: str) -> str:
+def _hash_handle(f: IO[bytes], label: str) -> str:
     """sha256 of an open file from its start, in one chunked pass."""
-    if f is None:  # only when the digest was known up front
-        raise ValueError(f"no open file to hash for {label}")
     digest = hashlib.sha256()
     try:
         f.seek(0)
@@ -503,6 +517,7 @@ class _SafetensorsFile:
 
     def __init__(self, path: Path, label: str) -> None:
         self.label = label
+        self.path = path
         size = path.stat().st_size
         with path.open("rb") as f:
             prefix = f.read(8)
@@ -593,7 +608,8 @@ class _SafetensorsFile:
 
     def slot(self, raw_name: str, shard: str | None = None) -> _Slot:
         info, begin, end = self.entries[raw_name]
-        return _Slot(info, raw_name, lambda: self._tensor(info, begin, end), shard)
+        load = functools.partial(self._tensor, info, begin, end)
+        return _Slot(info, raw_name, load, shard, self.path.name, self.data_start + begin)
 
     def _tensor(self, info: TensorInfo, begin: int, end: int) -> torch.Tensor:
         raw = self._bytes[self.data_start + begin : self.data_start + end]
@@ -913,7 +929,7 @@ def write_checkpoint(
     *,
     metadata: Mapping[str, str],
     force: bool = False,
-    shard_like: Checkpoint | None = None,
+    source: Checkpoint | None = None,
     link: bool = False,
     progress: Callable[[int, int], None] | None = None,
     check: Callable[[Path], None] | None = None,
@@ -922,9 +938,14 @@ def write_checkpoint(
 
     The format follows ``dest``: ``.safetensors``; ``.pth``/``.pt``/``.bin`` (``torch.save`` of a plain
     dict, which cannot hold ``metadata``: it is dropped, the caller should warn); ``"-"`` streams
-    safetensors to stdout; with a sharded ``shard_like`` and a ``dest`` that does not end in
-    ``.safetensors``, a sharded directory laid out like ``shard_like``. Output bytes depend only on the
+    safetensors to stdout; with a sharded ``source`` and a ``dest`` that does not end in
+    ``.safetensors``, a sharded directory laid out like ``source``. Output bytes depend only on the
     inputs (keys sorted, no timestamps).
+
+    Safetensors output copies each unchanged tensor (one whose ``origin`` names a ``source`` tensor of
+    the same dtype and shape stored in a safetensors file) straight from the source file with
+    ``copy_file_range``: the bytes never pass through this process (plain reads and writes in 1 MiB
+    pieces where the kernel refuses, e.g. across filesystems or into a pipe).
 
     A file is written to ``.<name>.<random>.tmp`` next to ``dest``, fsynced, then renamed; a directory is
     built next to ``dest`` and renamed. On any failure or interruption the temporary is removed and
@@ -935,8 +956,9 @@ def write_checkpoint(
         entries: Tensors to write; names must be unique.
         metadata: safetensors ``__metadata__`` (string → string).
         force: Replace an existing ``dest``.
-        shard_like: A source checkpoint; when sharded, the output reuses its shard layout, copying shards
-            whose tensors are all unchanged.
+        source: The checkpoint the entries come from (still open): unchanged tensors are copied from
+            its files; when it is sharded, the output reuses its shard layout, copying shards whose
+            tensors are all unchanged.
         link: Hard-link unchanged shards instead of copying them (falls back to copying when the
             filesystem refuses). The linked files share storage with the source.
         progress: Called as ``progress(bytes_done, bytes_total)`` while tensor data is written.
@@ -958,28 +980,30 @@ def write_checkpoint(
     ordered = _check_entries(entries)
     meta = _check_metadata(metadata)
     label = os.fspath(dest)
+    if source is not None and source._closed:
+        raise ValueError(f"source checkpoint {source.source} is closed; write before closing it")
     if label == "-":
-        return _write_stdout(ordered, meta, progress)
+        return _write_stdout(ordered, meta, progress, source)
     path = Path(label)
-    sharded = shard_like is not None and shard_like.format == "safetensors-sharded"
-    if shard_like is not None and sharded and not path.name.lower().endswith((*WRITE_SUFFIXES, ".json")):
+    sharded = source is not None and source.format == "safetensors-sharded"
+    if source is not None and sharded and not path.name.lower().endswith((*WRITE_SUFFIXES, ".json")):
         return _write_sharded(
-            path, label, ordered, meta, shard_like, force=force, link=link, progress=progress, check=check
+            path, label, ordered, meta, source, force=force, link=link, progress=progress, check=check
         )
     fmt = _format_for(path, label, sharded=sharded)
     if fmt == "safetensors":
         _check_safetensors_dtypes(ordered, label)
     _check_dest(path, label, force=force)
     try:
-        with _atomic_file(path, force=force, check=check) as (out, digest):
-            counter = _Counter(out, digest)
+        with _atomic_file(path, force=force, check=check) as out:
+            counter = _Counter(out)
             if fmt == "safetensors":
-                _stream_safetensors(counter, ordered, meta, progress)
+                _stream_safetensors(counter, ordered, meta, progress, source)
             else:
                 _save_torch(counter, ordered, progress)
     except OSError as exc:
         raise _output_error(exc, label) from exc
-    return WriteResult(label, fmt, digest.hexdigest(), counter.nbytes)
+    return WriteResult(label, fmt, counter.nbytes)
 
 
 def _check_entries(entries: Sequence[OutTensor]) -> list[OutTensor]:
@@ -1034,20 +1058,19 @@ def _check_dest(path: Path, label: str, *, force: bool) -> None:
 
 
 class _Counter:
-    """A write-only binary stream that hashes and counts what passes through it.
+    """A write-only binary stream that counts what passes through it, and copies file ranges into it.
 
     An ``OSError`` from the underlying stream is kept in :attr:`error`: ``torch.save`` turns it into a
     ``RuntimeError`` ("unexpected pos …"), and the writer re-raises the original (``ENOSPC``) instead.
     """
 
-    def __init__(self, out: IO[bytes], digest: Any) -> None:
+    def __init__(self, out: IO[bytes]) -> None:
         self._out = out
-        self._digest = digest
         self.nbytes = 0
         self.error: OSError | None = None
+        self._in_kernel = hasattr(os, "copy_file_range")  # False once the kernel refuses
 
     def write(self, data: bytes | memoryview) -> int:
-        self._digest.update(data)
         try:
             self._out.write(data)
         except OSError as exc:
@@ -1059,17 +1082,96 @@ class _Counter:
     def flush(self) -> None:
         self._out.flush()
 
+    def copy_range(self, fd: int, offset: int, nbytes: int) -> None:
+        """Append ``nbytes`` of the file ``fd`` from ``offset`` (``fd``'s own position is not used)."""
+        first, end = self.nbytes, offset + nbytes
+        out_fd = self._kernel_target()
+        while out_fd is not None and offset < end:
+            try:
+                n = os.copy_file_range(fd, out_fd, end - offset, offset)
+            except OSError as exc:
+                if exc.errno not in _NO_COPY_RANGE:
+                    raise
+                self._in_kernel, out_fd = False, None  # another filesystem, a pipe, an old kernel
+                break
+            if n == 0:
+                raise _source_changed(offset)
+            offset += n
+            self.nbytes += n
+        if out_fd is not None:
+            _start_writeback(out_fd, first, nbytes)
+            return
+        while offset < end:
+            data = os.pread(fd, min(COPY_BYTES, end - offset), offset)
+            if not data:
+                raise _source_changed(offset)
+            self.write(data)
+            offset += len(data)
+
+    def _kernel_target(self) -> int | None:
+        """The output's file descriptor, flushed, while ``copy_file_range`` is worth trying."""
+        if not self._in_kernel:
+            return None
+        try:
+            out_fd = self._out.fileno()
+        except (AttributeError, OSError, ValueError):  # an in-memory stream
+            self._in_kernel = False
+            return None
+        self._out.flush()
+        return out_fd
+
+
+# copy_file_range errors that mean "not between these two files": fall back to read + write.
+_NO_COPY_RANGE = frozenset(
+    getattr(errno, name)
+    for name in ("EXDEV", "EINVAL", "ENOSYS", "EOPNOTSUPP", "ENOTSUP", "EBADF", "ETXTBSY", "EPERM")
+    if hasattr(errno, name)
+)
+
+
+def _source_changed(offset: int) -> InputError:
+    return InputError(
+        f"the source checkpoint ends at byte {offset}, before its header says: it changed while being read",
+        "do not modify the checkpoint while modelsurgeon reads it",
+    )
+
+
+def _start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    """Ask Linux to start writing ``[offset, offset + nbytes)`` of ``fd`` to disk now, without waiting.
+
+    The final ``fsync`` then finds most of the file already on disk, instead of starting from scratch
+    after the copy. Best effort: a no-op where ``sync_file_range`` does not exist.
+    """
+    sync_file_range = _sync_file_range()
+    if sync_file_range is not None:
+        sync_file_range(fd, offset, nbytes, 2)  # SYNC_FILE_RANGE_WRITE; errors are ignored
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        func = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
 
 @contextlib.contextmanager
 def _atomic_file(
     path: Path, *, force: bool, check: Callable[[Path], None] | None = None
-) -> Iterator[tuple[BinaryIO, Any]]:
-    """Yield (temp file, sha256 digest); on success fsync, ``check``, rename to ``path``; else remove it."""
+) -> Iterator[BinaryIO]:
+    """Yield a temp file; on success fsync, ``check``, rename to ``path``; else remove it."""
     tmp = _temp_path(path, ".tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         with os.fdopen(fd, "wb") as out:
-            yield out, hashlib.sha256()
+            yield out
             out.flush()
             os.fsync(out.fileno())
         if check is not None:
@@ -1173,15 +1275,30 @@ def _stream_safetensors(
     entries: Sequence[OutTensor],
     metadata: Mapping[str, str],
     progress: Callable[[int, int], None] | None,
+    source: Checkpoint | None,
     *,
     done: int = 0,
     total: int | None = None,
 ) -> int:
-    """Write a safetensors file to ``out`` tensor by tensor; return the data bytes done so far."""
+    """Write a safetensors file to ``out`` tensor by tensor; return the data bytes done so far.
+
+    Unchanged tensors stored raw in ``source`` are copied file to file (:meth:`_Counter.copy_range`), in
+    pieces of :data:`COPY_SPAN_BYTES` so that progress moves; the others are fetched and written.
+    """
     total = sum(e.nbytes for e in entries) if total is None else total
     out.write(_safetensors_header(entries, metadata))
     scratch: list[torch.Tensor] = []  # one buffer for every non-contiguous tensor of this file
     for e in entries:
+        span = source._span(e.origin, TensorInfo(e.dtype, tuple(e.shape))) if source and e.origin else None
+        if span is not None:
+            fd, offset = span
+            for start in range(0, e.nbytes, COPY_SPAN_BYTES):
+                size = min(COPY_SPAN_BYTES, e.nbytes - start)
+                out.copy_range(fd, offset + start, size)
+                done += size
+                if progress is not None:
+                    progress(done, total)
+            continue
         for chunk in _tensor_chunks(_fetch(e), scratch):
             out.write(chunk)
             done += len(chunk)
@@ -1232,7 +1349,10 @@ def _tensor_chunks(t: torch.Tensor, scratch: list[torch.Tensor] | None = None) -
 
 
 def _write_stdout(
-    entries: Sequence[OutTensor], metadata: Mapping[str, str], progress: Callable[[int, int], None] | None
+    entries: Sequence[OutTensor],
+    metadata: Mapping[str, str],
+    progress: Callable[[int, int], None] | None,
+    source: Checkpoint | None,
 ) -> WriteResult:
     _check_safetensors_dtypes(entries, "stdout")
     isatty = getattr(sys.stdout, "isatty", None)
@@ -1240,10 +1360,9 @@ def _write_stdout(
         raise OutputError(
             "refusing to write a binary checkpoint to a terminal", "redirect stdout to a file or a pipe"
         )
-    digest = hashlib.sha256()
-    counter = _Counter(sys.stdout.buffer, digest)
+    counter = _Counter(sys.stdout.buffer)
     try:
-        _stream_safetensors(counter, entries, metadata, progress)
+        _stream_safetensors(counter, entries, metadata, progress, source)
         counter.flush()
     except BrokenPipeError as exc:
         raise OutputError(
@@ -1251,7 +1370,7 @@ def _write_stdout(
         ) from exc
     except OSError as exc:
         raise _output_error(exc, "stdout") from exc
-    return WriteResult("-", "safetensors", digest.hexdigest(), counter.nbytes)
+    return WriteResult("-", "safetensors", counter.nbytes)
 
 
 # ----------------------------------------------------------------------------------------- torch out
@@ -1292,8 +1411,6 @@ def _write_sharded(
     check: Callable[[Path], None] | None = None,
 ) -> WriteResult:
     """Write a sharded safetensors directory laid out like ``source``."""
-    if source._closed:
-        raise ValueError(f"shard_like checkpoint {source.source} is closed; write before closing it")
     _check_safetensors_dtypes(entries, label)
     parent = path.parent
     if not parent.is_dir():
@@ -1305,27 +1422,23 @@ def _write_sharded(
     tmp = _temp_path(path, ".tmp")
     try:
         os.mkdir(tmp, 0o700)
-        hashes: list[tuple[str, str]] = []
         nbytes = done = 0
         for shard, (shard_entries, copy) in plan.items():
             target = tmp / shard
             if copy:
-                sha, size = _copy_shard(source, shard, target, link=link)
+                nbytes += _copy_shard(source, shard, target, link=link)
                 done += sum(e.nbytes for e in shard_entries)
                 if progress is not None:
                     progress(done, total)
             else:
-                digest = hashlib.sha256()
                 with target.open("wb") as f:
-                    counter = _Counter(f, digest)
+                    counter = _Counter(f)
                     done = _stream_safetensors(
-                        counter, shard_entries, metadata, progress, done=done, total=total
+                        counter, shard_entries, metadata, progress, source, done=done, total=total
                     )
                     f.flush()
                     os.fsync(f.fileno())
-                sha, size = digest.hexdigest(), counter.nbytes
-            hashes.append((shard, sha))
-            nbytes += size
+                nbytes += counter.nbytes
         weight_map = {e.name: shard for shard, (group, _) in plan.items() for e in group}
         index = {
             "metadata": {"total_size": total, **metadata},
@@ -1337,7 +1450,6 @@ def _write_sharded(
             f.flush()
             os.fsync(f.fileno())
         nbytes += len(raw)
-        sha = _manifest_sha256([(INDEX_NAME, hashlib.sha256(raw).hexdigest()), *sorted(hashes)])
         os.chmod(tmp, 0o777 & ~_umask())
         _fsync_dir(tmp)
         if check is not None:
@@ -1349,7 +1461,7 @@ def _write_sharded(
         if isinstance(exc, OSError):
             raise _output_error(exc, label) from exc
         raise
-    return WriteResult(label, "safetensors-sharded", sha, nbytes)
+    return WriteResult(label, "safetensors-sharded", nbytes)
 
 
 def _plan_shards(entries: Sequence[OutTensor], source: Checkpoint) -> dict[str, tuple[list[OutTensor], bool]]:
@@ -1375,26 +1487,24 @@ def _plan_shards(entries: Sequence[OutTensor], source: Checkpoint) -> dict[str, 
     return plan
 
 
-def _copy_shard(source: Checkpoint, shard: str, target: Path, *, link: bool) -> tuple[str, int]:
-    """Copy (or hard-link) a source shard; return (sha256, size) with one read of the source."""
-    src = source._shard_paths[shard]
+def _copy_shard(source: Checkpoint, shard: str, target: Path, *, link: bool) -> int:
+    """Copy (or hard-link) a source shard, from the file opened at read time; return its size."""
     if link:
         try:
-            os.link(src, target)
+            os.link(source._shard_paths[shard], target)
         except OSError:  # another device, or a filesystem without hard links: copy instead
             pass
         else:
-            return source._hash_file(shard), target.stat().st_size
-    digest = hashlib.sha256()
-    size = 0
-    with src.open("rb") as fin, target.open("wb") as fout:
-        while chunk := fin.read(CHUNK_BYTES):
-            digest.update(chunk)
-            fout.write(chunk)
-            size += len(chunk)
+            return target.stat().st_size
+    fd = source._handles[shard].fileno()
+    size = os.fstat(fd).st_size
+    with target.open("wb") as fout:
+        counter = _Counter(fout)
+        for start in range(0, size, COPY_SPAN_BYTES):
+            counter.copy_range(fd, start, min(COPY_SPAN_BYTES, size - start))
         fout.flush()
         os.fsync(fout.fileno())
-    return digest.hexdigest(), size
+    return size
 
 
 def _swap_in_dir(tmp: Path, path: Path, label: str, *, force: bool) -> None:

@@ -97,7 +97,6 @@ class Report:
     source_sha256: str
     source_format: str
     output_format: str
-    output_sha256: str | None
     output_bytes: int
     head_type: str
     default_classes: int | None
@@ -491,7 +490,7 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
         metadata = _metadata(
             ckpt, str(arch), classes, [t.name for t in spec.tensors], init, seed, labels, kept
         )
-        verifier = _Verifier(spec) if config.verify and out != "-" else None
+        verifier = _Verifier(spec, entries) if config.verify and out != "-" else None
         if out == "-" and config.verify:
             verified = _verify_entries(spec, entries)
         result = _write(out, entries, metadata, config, ckpt, progress, verifier, warnings)
@@ -512,7 +511,6 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
         source_sha256=source_sha,
         source_format=source_format,
         output_format=result.format,
-        output_sha256=result.sha256,
         output_bytes=result.nbytes,
         head_type=spec.head_type,
         default_classes=spec.default_classes,
@@ -544,7 +542,7 @@ def _write(
         entries,
         metadata=metadata,
         force=config.force,
-        shard_like=ckpt if ckpt.format == "safetensors-sharded" else None,
+        source=ckpt,
         link=config.link,
         progress=progress,
         check=check,
@@ -646,15 +644,33 @@ def _verify_entries(spec: HeadSpec, entries: Sequence[OutTensor]) -> str:
 
 
 class _Verifier:
-    """The ``check`` hook of :func:`write_checkpoint`: verifies the temporary output before rename."""
+    """The ``check`` hook of :func:`write_checkpoint`: verifies the temporary output before rename.
 
-    def __init__(self, spec: HeadSpec) -> None:
+    Outputs up to :data:`FULL_VERIFY_MAX_BYTES` get a strict load and a real forward pass from the
+    written file. Larger ones are checked on the meta device: the planned keys, shapes and dtypes are
+    loaded strictly into the arch and run through a meta forward in a background thread while the file
+    is being written (the copy runs in the kernel, so the two overlap), then the written header is read
+    back and must match the plan exactly.
+    """
+
+    def __init__(self, spec: HeadSpec, entries: Sequence[OutTensor]) -> None:
         self.spec = spec
         self.result = "not run"
+        self._planned = {e.name: (e.dtype, tuple(e.shape)) for e in entries}
+        self._nbytes = sum(e.nbytes for e in entries)
+        self._meta: _Background | None = None
+        if self._nbytes > FULL_VERIFY_MAX_BYTES:
+            self._meta = _Background(_verify_on_meta, spec, self._planned)
 
     def __call__(self, path: Path) -> None:
         try:
-            self.result = _verify_load_forward(self.spec, str(path))
+            if self._meta is None:
+                self.result = _verify_load_forward(self.spec, str(path))
+                return
+            meta_result = self._meta.result()
+            _check_header(str(path), self._planned)
+            size = f"{self._nbytes / 2**20:.0f} MiB > {FULL_VERIFY_MAX_BYTES // 2**20} MiB"
+            self.result = f"{meta_result} (no numeric forward: {size})"
         except ModelSurgeonError:
             raise
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
@@ -664,6 +680,43 @@ class _Verifier:
                 "nothing was written; this is a bug — rerun with --debug and report it "
                 "(--no-verify skips the check)",
             ) from exc
+
+
+class _Background:
+    """Run ``fn(*args)`` in a daemon thread; :meth:`result` joins it and returns or re-raises."""
+
+    def __init__(self, fn: Callable[..., str], *args: Any) -> None:
+        self._value: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="modelsurgeon-verify")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., str], args: tuple[Any, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # handed to the main thread by result()
+            self._error = exc
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+def _check_header(path: str, planned: Mapping[str, tuple[torch.dtype, tuple[int, ...]]]) -> None:
+    """Raise unless the written file's keys, dtypes and shapes are exactly the planned ones."""
+    from modelsurgeon.checkpoint import read_checkpoint
+
+    with read_checkpoint(path) as written:
+        got = {k: (i.dtype, tuple(i.shape)) for k, i in written.infos.items()}
+    if got != planned:
+        bad = sorted(k for k in set(got) | set(planned) if got.get(k) != planned.get(k))
+        raise ModelSurgeonError(
+            f"the written file differs from the plan (e.g. {format_examples(bad)}); this is a bug"
+        )
 
 
 def _loadable(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
@@ -699,12 +752,9 @@ def _check_logits(spec: HeadSpec, y: Any) -> torch.Tensor:
 
 
 def _verify_load_forward(spec: HeadSpec, path: str) -> str:
-    """Verify the written file: strict load into the N-class arch, then a forward pass.
+    """Verify the written file: strict load into the N-class arch, then a forward pass on the CPU.
 
-    Files up to :data:`FULL_VERIFY_MAX_BYTES` get a real forward on the CPU (parameters memory-mapped
-    from the file). Larger ones are verified on the meta device: every key, shape and dtype from the
-    written header is loaded strictly into the arch and a meta forward checks the logits' shape, at no
-    memory and almost no time; the report says which was done.
+    The parameters are memory-mapped from the file; half-precision models run in float32.
     """
     import torch
 
@@ -712,9 +762,6 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
     from modelsurgeon.checkpoint import read_checkpoint
 
     with read_checkpoint(path) as written:
-        nbytes = sum(math.prod(i.shape) * i.dtype.itemsize for i in written.infos.values())
-        if nbytes > FULL_VERIFY_MAX_BYTES:
-            return _verify_on_meta(spec, written, nbytes)
         model = build_model(spec.arch, spec.num_classes, buffers="cpu")
         state = {key: written.tensor(key) for key in written.infos}
         model.load_state_dict(_loadable(model, state), strict=True, assign=True)
@@ -739,24 +786,22 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
     return f"strict load into the arch + forward pass: finite {shape}"
 
 
-def _verify_on_meta(spec: HeadSpec, written: Checkpoint, nbytes: int) -> str:
+def _verify_on_meta(spec: HeadSpec, planned: Mapping[str, tuple[torch.dtype, tuple[int, ...]]]) -> str:
+    """Load the planned keys, shapes and dtypes strictly into the arch on meta; run a meta forward."""
     import torch
 
     from modelsurgeon.archs import build_model
 
     model = build_model(spec.arch, spec.num_classes, buffers="meta")
-    state = {k: torch.empty(i.shape, dtype=i.dtype, device="meta") for k, i in written.infos.items()}
+    state = {k: torch.empty(shape, dtype=dtype, device="meta") for k, (dtype, shape) in planned.items()}
     model.load_state_dict(_loadable(model, state), strict=True, assign=True)
     floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
     x = torch.empty((1, *spec.input_size), dtype=floats[0] if floats else torch.float32, device="meta")
-    size = f"{nbytes / 2**20:.0f} MiB > {FULL_VERIFY_MAX_BYTES // 2**20} MiB"
+    loaded = "strict load of every key, shape and dtype of the written file"
     try:
         with torch.inference_mode():
             y = _check_logits(spec, model.eval()(x))
     except (RuntimeError, NotImplementedError, TypeError, ValueError):
-        return f"strict load of every key, shape and dtype of the written file on the meta device ({size})"
+        return f"{loaded} on the meta device"
     shape = f"(1, {spec.num_classes})" if spec.num_classes > 0 else f"features {tuple(y.shape)}"
-    return (
-        f"strict load of every key, shape and dtype of the written file + meta-device forward: {shape} "
-        f"(no numeric forward: {size})"
-    )
+    return f"{loaded} + meta-device forward: {shape}"

@@ -577,3 +577,23 @@ def test_meta_verification_still_catches_a_wrong_dtype(
     )
     assert "cls_token" in line
     assert not list(Path().glob("*cls*"))
+
+
+def test_meta_verification_compares_the_written_header_with_the_plan(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from modelsurgeon import surgery
+    from modelsurgeon.errors import ModelSurgeonError
+
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.zeros(2, 3), "b": torch.zeros(4, dtype=torch.int64)}, str(path))
+    plan = {"a": (torch.float32, (2, 3)), "b": (torch.int64, (4,))}
+    surgery._check_header(str(path), plan)  # the same: passes
+    for wrong in (
+        {**plan, "a": (torch.float16, (2, 3))},
+        {**plan, "b": (torch.int64, (5,))},
+        {**plan, "c": (torch.float32, (1,))},
+        {"a": plan["a"]},
+    ):
+        with pytest.raises(ModelSurgeonError, match="differs from the plan"):
+            surgery._check_header(str(path), wrong)
