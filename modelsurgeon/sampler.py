@@ -9,13 +9,22 @@ How :func:`trunc_normal_` stays exact:
   from its parameters alone (never from the data), by expected cost per accepted value:
   ``normal`` (N(0, 1), for central intervals), ``fold`` (|N(0, 1)|, for [alpha, beta] with alpha >= 0 near
   the mean), ``exp`` (Robert 1995: alpha + Exp(lambda)/..., lambda = (alpha + sqrt(alpha² + 4)) / 2, for
-  tails and a mean outside [a, b]) or ``unif`` (uniform on [alpha, beta], for narrow intervals). The
-  ``exp`` and ``unif`` acceptance tests run in log space: ``log U2 + (log-density gap) > 0`` rejects.
-* Every element gets one proposal, written in place chunk by chunk (2^17 values on CPU, scratch buffers
-  reused). Accepted values follow the target f restricted to the set ``C`` where the proposal is accurate
-  (torch's float32 ``normal_`` is Box-Muller on 24-bit uniforms, so it is trusted on [-4, 4] only;
-  float32 exponentials are cut at E <= 12 ln 2). The rejected positions (``nonzero``, or block maxima first
-  when rejections are rare) are filled at the end. Each needs a draw from ``h0 = (f - acc·f|C) / (1 -
+  tails and a mean outside [a, b]), ``unif`` (uniform on [alpha, beta]) or a one-uniform mixture (below).
+  The ``exp`` and ``unif`` acceptance tests run in log space: ``log U2 + (log-density gap) > 0`` rejects.
+* Where f is close to a distribution that one uniform gives by a transform, a one-uniform mixture replaces
+  rejection: ``umix`` (g uniform on [alpha, beta], narrow intervals) or ``emix`` (g the exponential with
+  rate (alpha + beta) / 2 truncated to a finite tail interval). f = w g + (1 - w) h with w = min f / g
+  (computed from the parameters; Gauss-Legendre for the narrow ``umix`` residual mass, so 1 - w does not
+  cancel). Every element gets a draw from g; a Bernoulli(1 - w) subset of positions (geometric gaps) is
+  then redrawn from h by float64 rejection from g. Exact: each position is g with probability w, else h.
+* Every element gets one proposal, written in place chunk by chunk (2^19 values on CPU, 2^17 where
+  rejections are frequent; scratch buffers reused). Uniforms come from ``random_`` integers (24 bits
+  each in float32, two from one 63-bit integer where a proposal needs two; 53 bits in float64), the grid
+  ``uniform_`` uses, at a lower cost. Accepted
+  values follow the target f restricted to the set ``C`` where the proposal is accurate (torch's float32
+  ``normal_`` is Box-Muller on 24-bit uniforms, so it is trusted on [-4, 4] only; float32
+  exponentials are cut at E <= 12 ln 2). The rejected positions (``nonzero``, or block maxima first when
+  rejections are rare) are filled at the end. Each needs a draw from ``h0 = (f - acc·f|C) / (1 -
   acc)``: a Bernoulli(``p_out``) subset of them (picked by geometric gaps, O(k p_out) work) is drawn from
   f outside C by inverse CDF, the rest from f|C by further rounds of proposals over the shrinking
   remainder (accepted proposals are iid f|C, so they fill the remaining positions in order), at most 8
@@ -32,8 +41,9 @@ How :func:`trunc_normal_` stays exact:
 Known limits of "exact" (float32 proposals, i.e. float32/float16/bfloat16 outputs): torch's float32
 ``normal_`` and ``uniform_`` use 24-bit uniforms, so proposal values sit on an absolute grid rather than at
 float32's relative precision: ``normal_`` near zero and in the far end of [-4, 4] (finer than 4e-7 sigma),
-``exp`` offsets from the near bound (E on a grid from 6e-8 near the bound to 2^-12 at the cut; this holds
-also when the near bound is 0, e.g. a mean outside [a, b] with b = 0), ``unif`` at 2^-24 of the width.
+``exp``/``emix`` offsets from the near bound (E on a grid from 6e-8 near the bound to 2^-12 at the cut;
+this holds also when the near bound is 0, e.g. a mean outside [a, b] with b = 0), ``unif``/``umix`` at
+2^-24 of the width.
 The float32 acceptance tests (``exp``, ``unif``) compare with a 24-bit uniform, so each acceptance
 probability is rounded to a multiple of 2^-24 (a relative density error below 6e-8). Together these move
 less than 1e-6 of the mass and no float16/bfloat16 cell measurably.
@@ -51,8 +61,10 @@ _T64 = 8.0  # float64 normal_ proposals (53-bit uniforms) are trusted on [-_T64,
 _EMAX32 = 12.0 * math.log(2.0)  # float32 exponentials used only where u >= 2^-12 (grid finer than 2^-12)
 _EMAX64 = 30.0
 _MAX_ROUNDS = 8
-# CPU chunks of 2^17 values: scratch buffers stay in cache, per-chunk Python overhead stays near 1%.
-_CHUNK_CPU = 1 << 17
+# CPU chunks of 2^19 values: scratch buffers stay in L3, the ~15 small per-chunk ops stay a few %. Where
+# rejections are frequent (nonzero over every chunk), 2^17 values measure faster (L2).
+_CHUNK_CPU = 1 << 19
+_CHUNK_CPU_DENSE = 1 << 17
 _FAR = 1e150  # |alpha| beyond this is numerically infinite (alpha² would overflow)
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 # Cost of one proposal of each kind, finding rejections included, in float32 normal_ draws (CPU, 1 thread).
@@ -61,11 +73,29 @@ _COST = {
     "fold32": 1.6,
     "exp32": 3.8,
     "unif32": 3.0,
+    "umix32": 0.9,
+    "emix32": 1.3,
     "normal64": 9.4,
     "fold64": 9.4,
     "exp64": 9.6,
     "unif64": 8.0,
+    "umix64": 1.6,
+    "emix64": 2.2,
 }
+# Extra cost of one residual draw of a mixture kind (picked by geometric gaps, drawn in float64 by
+# rejection), in the same units, besides 1 / its acceptance rate times this per proposal.
+_COST_RESIDUAL = 12.0
+_COST_RESIDUAL_PROPOSAL = 8.0
+_MIN_RES_ACC = 0.1  # mixtures only where the residual's rejection accepts at least this often
+_MIX_MAX_Q = 0.1  # uniform mixtures only where the log density varies by at most this over [alpha, beta]
+# 5-point Gauss-Legendre on [-1, 1]: exact for polynomials of degree 9.
+_GL5 = (
+    (0.0, 0.5688888888888889),
+    (-0.5384693101056831, 0.4786286704993665),
+    (0.5384693101056831, 0.4786286704993665),
+    (-0.9061798459386640, 0.2369268850561891),
+    (0.9061798459386640, 0.2369268850561891),
+)
 
 
 def std_bounds(mean: float, std: float, a: float, b: float) -> tuple[float, float]:
@@ -183,6 +213,11 @@ def _f32_exact(v: float) -> bool:
     return float(torch.tensor(v, dtype=torch.float32).item()) == v
 
 
+# (cost per accepted value, kind, C low, C high, acceptance, k, residual acceptance); for the mixture kinds
+# the acceptance is the weight w of g, and k / the residual acceptance drive the residual's rejection.
+_Option = tuple[float, str, float, float, float, float, float]
+
+
 class _Plan:
     """How to sample one parameter set: proposal kind, its accurate set C, rounds and fallback mixture."""
 
@@ -217,8 +252,8 @@ class _Plan:
                 return v
         return None
 
-    def _options(self) -> list[tuple[float, str, float, float, float]]:
-        """(cost per accepted value, kind, C low, C high, acceptance) for every usable proposal."""
+    def _options(self) -> list[_Option]:
+        """Every usable proposal (see ``_Option``)."""
         alpha, beta, out = self.alpha, self.beta, []
         width = beta - alpha
         for bits in ("32", "64") if self.dtype != torch.float64 else ("64",):
@@ -227,17 +262,17 @@ class _Plan:
             log_m = _log_mass(lo, hi)
             if log_m > -math.inf:
                 acc = math.exp(log_m)
-                out.append((_COST["normal" + bits] / acc, "normal" + bits, lo, hi, acc))
+                out.append((_COST["normal" + bits] / acc, "normal" + bits, lo, hi, acc, 0.0, 1.0))
                 if alpha >= 0:
                     acc = min(1.0, 2.0 * acc)
-                    out.append((_COST["fold" + bits] / acc, "fold" + bits, lo, hi, acc))
+                    out.append((_COST["fold" + bits] / acc, "fold" + bits, lo, hi, acc, 0.0, 1.0))
             if alpha >= 0 and (bits == "64" or self._origin32(self.near) is not None):
                 lam = 0.5 * (alpha + math.hypot(alpha, 2.0))
                 hi = min(beta, alpha + (_EMAX32 if bits == "32" else _EMAX64) / lam)
                 log_acc = _log_mass(alpha, hi) + math.log(lam) + _LOG_SQRT_2PI + lam * alpha - 0.5 * lam * lam
                 acc = min(1.0, math.exp(log_acc))
                 if acc > 0:
-                    out.append((_COST["exp" + bits] / acc, "exp" + bits, alpha, hi, acc))
+                    out.append((_COST["exp" + bits] / acc, "exp" + bits, alpha, hi, acc, 0.0, 1.0))
             mid = 0.5 * (self.a + self.b)
             unif_ok = bits == "64" or self._origin32(self.near, mid) is not None
             if math.isfinite(width) and width > 0 and unif_ok:
@@ -245,15 +280,68 @@ class _Plan:
                 log_env = -0.5 * peak * peak - _LOG_SQRT_2PI + math.log(width)
                 acc = min(1.0, math.exp(self.log_z - log_env))
                 if acc > 0:
-                    out.append((_COST["unif" + bits] / acc, "unif" + bits, alpha, beta, acc))
+                    out.append((_COST["unif" + bits] / acc, "unif" + bits, alpha, beta, acc, 0.0, 1.0))
+            out.extend(self._mixtures(bits, unif_ok))
+        return out
+
+    def _mixtures(self, bits: str, unif_ok: bool) -> list[_Option]:
+        """One-uniform mixture options: f = w g + (1 - w) h, g sampled by a transform of one uniform.
+
+        ``umix``: g uniform on [alpha, beta] (narrow intervals), w = width phi(beta) / Z (beta is the end
+        with the lowest density after mirroring). ``emix`` (alpha >= 0, finite beta): g the exponential
+        with rate lam = (alpha + beta) / 2 truncated to [alpha, beta], which makes f / g equal at both
+        ends, so w = (f / g)(alpha). A Bernoulli(1 - w) subset of positions (geometric gaps) is then
+        redrawn from h = (f - w g) / (1 - w) by rejection from g: accept when
+        ``U2 * k < expm1(delta(z))``, where w (1 + expm1(delta)) = f / g and k = expm1(max delta).
+        """
+        alpha, beta = self.alpha, self.beta
+        out: list[_Option] = []
+        width = beta - alpha
+        # float64 mixtures (float64 log1p, float64 output map) only pay off for float64 output.
+        if not (math.isfinite(width) and width > 0) or (bits == "64" and self.dtype != torch.float64):
+            return out
+        peak = min(max(0.0, alpha), beta)
+        q_max = 0.5 * (beta - peak) * (beta + peak)
+        if unif_ok and q_max <= _MIX_MAX_Q:
+            # R = integral of expm1((beta - |z|)(beta + |z|) / 2) over [alpha, beta], without cancellation.
+            pieces = [(alpha, beta)] if alpha >= 0 else [(alpha, 0.0), (0.0, beta)]
+            r = 0.0
+            for lo, hi in pieces:
+                half = 0.5 * (hi - lo)
+                for x, wt in _GL5:
+                    z = abs(lo + half * (1.0 + x))
+                    d = half * (1.0 - x) if lo >= 0 else beta - z  # beta - z, exact near beta
+                    r += wt * half * math.expm1(0.5 * d * (beta + z))
+            k = math.expm1(q_max)
+            w = width / (width + r)
+            res_acc = r / (width * k) if k > 0 else 1.0
+            if res_acc < _MIN_RES_ACC:  # pragma: no cover - about 1/2 or more below _MIX_MAX_Q
+                return out
+            cost = _COST["umix" + bits] + (1.0 - w) * (_COST_RESIDUAL + _COST_RESIDUAL_PROPOSAL / res_acc)
+            out.append((cost, "umix" + bits, alpha, beta, w, k, res_acc))
+        emax = _EMAX32 if bits == "32" else _EMAX64
+        lam = 0.5 * (alpha + beta)
+        if alpha >= 0 and lam * width <= emax and (bits == "64" or self._origin32(self.near) is not None):
+            m = -math.expm1(-lam * width)
+            log_w = -0.5 * alpha * alpha - _LOG_SQRT_2PI - self.log_z + math.log(m) - math.log(lam)
+            w = min(1.0, math.exp(log_w))
+            k = math.expm1(0.5 * (lam - alpha) ** 2)
+            if 1.0 - w >= 1e-3 and k > 0 and (1.0 - w) / (w * k) >= _MIN_RES_ACC:  # 1 - w must not cancel
+                res_acc = (1.0 - w) / (w * k)
+                cost = _COST["emix" + bits] + (1.0 - w) * (_COST_RESIDUAL + _COST_RESIDUAL_PROPOSAL / res_acc)
+                out.append((cost, "emix" + bits, alpha, beta, w, k, res_acc))
         return out
 
     def _choose(self) -> None:
         options = self._options()
         if not options:  # pragma: no cover - every nonempty interval has the uniform or the exp option
             raise ValueError(f"truncated normal: no sampler for [a, b] = [{self.a}, {self.b}]")
-        _, self.kind, self.c_lo, self.c_hi, self.acc = min(options)
+        _, self.kind, self.c_lo, self.c_hi, self.acc, self.mix_k, self.res_acc = min(options)
+        self.mix = self.kind[:4] in ("umix", "emix")
         self.lam = 0.5 * (self.alpha + math.hypot(self.alpha, 2.0))
+        if self.kind.startswith("emix"):
+            self.lam = 0.5 * (self.alpha + self.beta)
+            self.mass = -math.expm1(-self.lam * (self.beta - self.alpha))
         bits32 = self.kind.endswith("32")
         self.compute = torch.float32 if bits32 else torch.float64
         # The output is origin + scale * s, where s is the proposal (z for normal/fold, Exp/lambda for exp,
@@ -263,7 +351,7 @@ class _Plan:
         if kind in ("normal", "fold"):
             self.origin, self.scale = self.mean, self.sign * self.std
             affine32 = bits32 and (self.mean == 0 or self.dtype in _LOW_PRECISION)
-        elif kind == "exp":
+        elif kind in ("exp", "emix"):
             self.origin, self.scale = self.near, self.sign * self.std
             affine32 = bits32
         else:
@@ -294,6 +382,9 @@ class _Plan:
         inverse CDF; otherwise it needs f|C, which further rejection rounds give exactly.
         """
         pieces = [(self.alpha, self.c_lo), (self.c_hi, self.beta)]
+        if self.mix:  # g covers [alpha, beta]: the residual h is drawn by rejection alone
+            self.p_out, self.out_pieces, self.out_cut = 0.0, pieces, 1.0
+            return
         masses = [math.exp(_log_mass(lo, hi) - self.log_z) for lo, hi in pieces]
         out_share = masses[0] + masses[1]
         reject = 1.0 - self.acc
@@ -350,6 +441,35 @@ class _Scratch:
         return buf[:n]
 
 
+def _uniform_pair(u: torch.Tensor, v: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None) -> None:
+    """Fill ``u`` and ``v`` with independent uniforms on [0, 1), as ``uniform_`` would (24-bit grid in
+    float32, 53-bit in float64).
+
+    Float32: both come from one 63-bit ``random_`` integer per element (bits 0-23 and 24-47), which is about
+    half the cost of two ``uniform_`` calls (torch's ``uniform_`` pays a per-element overhead, not bits).
+    """
+    if u.dtype == torch.float64:
+        u.uniform_(generator=gen)
+        v.uniform_(generator=gen)
+        return
+    n = u.numel()
+    bits = scratch.get("bits", torch.int64, n).random_(generator=gen)  # 63 uniform bits
+    low = torch.bitwise_and(bits, 0xFFFFFF, out=scratch.get("low", torch.int64, n))
+    torch.mul(low, 2.0**-24, out=u)
+    torch.mul(bits.bitwise_right_shift_(24).bitwise_and_(0xFFFFFF), 2.0**-24, out=v)
+
+
+def _uniform(u: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None) -> torch.Tensor:
+    """Fill ``u`` with uniforms on [0, 1) as ``uniform_`` would (24-bit grid in float32, 53-bit in float64),
+    from ``random_`` integers (cheaper than ``uniform_``'s per-element path)."""
+    n = u.numel()
+    if u.dtype == torch.float64:
+        bits = scratch.get("bits", torch.int64, n).random_(generator=gen)  # 63 uniform bits
+        return torch.mul(bits.bitwise_and_((1 << 53) - 1), 2.0**-53, out=u)
+    bits32 = scratch.get("bits32", torch.int32, n).random_(generator=gen)  # 31 uniform bits
+    return torch.mul(bits32.bitwise_and_(0xFFFFFF), 2.0**-24, out=u)
+
+
 def _propose_into(
     plan: _Plan, dst: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None
 ) -> tuple[torch.Tensor, float, float]:
@@ -358,12 +478,21 @@ def _propose_into(
     Returns:
         ``(score, lo, hi)``: the proposal at a position is rejected (not an accepted draw from f|C) where
         ``score`` lies outside [lo, hi]. ``score`` is valid until the next call (scratch or ``dst``).
+        Mixture kinds reject nothing here (lo, hi = -inf, inf): their residual positions are picked apart.
     """
     n, cd, kind = dst.numel(), plan.compute, plan.kind[:-2]
     identity = plan.scale == 1.0 and plan.origin == 0.0
     s = dst if dst.dtype == cd and plan.affine == cd and identity else scratch.get("s", cd, n)
     g = scratch.get("g", cd, n)
-    if kind in ("normal", "fold"):
+    if kind == "umix":  # t uniform on [0, 1): z = alpha + t * width
+        _uniform(s, scratch, gen)
+        score, lo, hi = s, -math.inf, math.inf
+        if plan.center:
+            s.sub_(0.5)
+    elif kind == "emix":  # truncated exponential: z - alpha = -log(1 - t m) / lam <= beta - alpha
+        _uniform(s, scratch, gen).mul_(-plan.mass).log1p_().mul_(-1.0 / plan.lam)
+        score, lo, hi = s, -math.inf, math.inf
+    elif kind in ("normal", "fold"):
         s.normal_(generator=gen)
         if kind == "fold":
             s.abs_()
@@ -371,17 +500,20 @@ def _propose_into(
     elif kind == "exp":
         # Robert (1995): z = alpha + E / lam, accepted when E2 >= (z - lam)² / 2, and only inside C.
         # E = -log U with U on [0, 1): U = 0 gives E = inf, which lies outside C and is rejected.
-        s.uniform_(generator=gen).log_().mul_(-1.0 / plan.lam)  # E / lam
+        v = scratch.get("v", cd, n)
+        _uniform_pair(s, v, scratch, gen)
+        s.log_().mul_(-1.0 / plan.lam)  # E / lam
         torch.add(s, plan.alpha - plan.lam, out=g)  # z - lam
-        v = scratch.get("v", cd, n).uniform_(generator=gen).log_()  # -E2 (-inf accepts)
+        v.log_()  # -E2 (-inf accepts)
         torch.addcmul(v, g, g, value=0.5, out=v)  # > 0: rejected by the test
         torch.maximum(v, g.sub_(plan.c_hi - plan.lam), out=v)  # > 0 also if z > c_hi
         score, lo, hi = v, -math.inf, 0.0
     else:
         # Uniform t on [0, 1): z = alpha + t * width, accepted with probability phi(z) / phi(peak).
-        s.uniform_(generator=gen)
+        v = scratch.get("v", cd, n)
+        _uniform_pair(s, v, scratch, gen)
         width = plan.beta - plan.alpha
-        v = scratch.get("v", cd, n).uniform_(generator=gen).log_()  # log U2 (-inf accepts)
+        v.log_()  # log U2 (-inf accepts)
         if plan.alpha >= 0:  # peak at alpha: log ratio (z² - alpha²) / 2 = t width (t width / 2 + alpha)
             torch.mul(s, 0.5 * width, out=g).add_(plan.alpha)
             torch.addcmul(v, s, g, value=width, out=v)
@@ -426,12 +558,10 @@ def _rejected(score: torch.Tensor, lo: float, hi: float, block: int, scratch: _S
         return torch.nonzero(_outside(score, lo, hi, scratch)).view(-1)
     whole = n - n % block
     rows = score[:whole].view(-1, block)
-    if lo == -hi:  # abs then amax is cheaper than aminmax
-        flags = torch.abs(rows, out=scratch.get("g", score.dtype, whole).view(-1, block)).amax(1) > hi
-    else:
-        flags = rows.amax(1) > hi
-        if lo > -math.inf:
-            flags |= rows.amin(1) < lo
+    # Two plain reductions write nothing: cheaper than abs-then-amax or aminmax (which is much slower).
+    flags = rows.amax(1) > hi
+    if lo > -math.inf:
+        flags |= rows.amin(1) < lo
     hit = torch.nonzero(flags).view(-1)
     found = []
     if hit.numel():
@@ -516,6 +646,34 @@ def _fill_remainder(
         flat[todo[there]] = draws.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
 
 
+def _fill_residual(
+    flat: torch.Tensor, todo: torch.Tensor, plan: _Plan, scratch: _Scratch, gen: torch.Generator | None
+) -> None:
+    """Give every position in ``todo`` an exact draw from a mixture kind's residual h = (f - w g) / (1 - w).
+
+    Float64 rejection from g over the shrinking remainder (acceptance ``plan.res_acc`` >= _MIN_RES_ACC):
+    accept when ``U2 * k < expm1(delta)``, with w (1 + expm1(delta)) = f / g at the proposal.
+    """
+    f64, left = torch.float64, todo
+    width, alpha, beta = plan.beta - plan.alpha, plan.alpha, plan.beta
+    while left.numel():
+        n = int(left.numel() / plan.res_acc * 1.1) + 16
+        t = _uniform(torch.empty(n, dtype=f64, device=flat.device), scratch, gen)
+        u2 = _uniform(torch.empty(n, dtype=f64, device=flat.device), scratch, gen)
+        if plan.kind.startswith("emix"):
+            off = torch.log1p(t * -plan.mass).mul_(-1.0 / plan.lam)  # z - alpha
+            delta = off * (plan.lam - alpha - 0.5 * off)
+            x = off.mul_(plan.sign * plan.std).add_(plan.near)
+        else:
+            z = torch.abs(t * width + alpha)
+            d = (1.0 - t) * width if alpha >= 0 else beta - z  # beta - |z|, exact near beta
+            delta = d.mul_(z.add_(beta)).mul_(0.5)
+            x = t.mul_(plan.sign * (plan.b - plan.a)).add_(plan.near)
+        vals = x[u2.mul_(plan.mix_k) < torch.expm1(delta)][: left.numel()]
+        flat[left[: vals.numel()]] = vals.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
+        left = left[vals.numel() :]
+
+
 def _trunc_normal_(
     tensor: torch.Tensor, mean: float, std: float, a: float, b: float, generator: torch.Generator | None
 ) -> torch.Tensor:
@@ -541,14 +699,23 @@ def _trunc_normal_(
         else torch.empty(tensor.numel(), dtype=tensor.dtype, device=tensor.device)
     )
     # One proposal per element, chunk by chunk; the rejected positions are then filled all together.
-    chunk = _CHUNK_CPU if tensor.device.type == "cpu" else 1 << 24
     scratch = _Scratch(tensor.device)
+    chunk = _CHUNK_CPU if tensor.device.type == "cpu" else 1 << 24
+    if plan.mix:
+        for start in range(0, flat.numel(), chunk):
+            _propose_into(plan, flat[start : start + chunk], scratch, generator)
+        if plan.acc < 1.0:
+            todo = _bernoulli_subset(flat.numel(), 1.0 - plan.acc, tensor.device, generator)
+            _fill_residual(flat, todo, plan, scratch, generator)
+        return _copy_back(tensor, flat)
     rejected = []
     # Rare rejections (under ~1 in 10 blocks) are searched block by block, 64 to 1024 values a block.
     block = 1024
     while block >= 64 and (1.0 - plan.acc) * block > 0.1:
         block //= 2
     block = block if block >= 64 else 0
+    if block == 0 and tensor.device.type == "cpu":
+        chunk = _CHUNK_CPU_DENSE
     for start in range(0, flat.numel(), chunk):
         score, lo, hi = _propose_into(plan, flat[start : start + chunk], scratch, generator)
         idx = _rejected(score, lo, hi, block, scratch)
@@ -556,6 +723,10 @@ def _trunc_normal_(
             rejected.append(idx.add_(start))
     if rejected:
         _fill_remainder(flat, torch.cat(rejected), plan, scratch, generator)
+    return _copy_back(tensor, flat)
+
+
+def _copy_back(tensor: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     if flat.data_ptr() != tensor.data_ptr() or not tensor.is_contiguous():
         tensor.copy_(flat.view(tensor.shape))
     return tensor

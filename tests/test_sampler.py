@@ -52,10 +52,20 @@ REGIMES: list[tuple[str, float, float, float, float]] = [
     ("tiny_std", 0.0, 2e-5, -4e-5, 4e-5),
     ("huge_std", 0.0, 1e4, -2e4, 2e4),
     ("shifted", 1.5, 0.25, 1.0, 2.5),
+    # One-uniform mixtures with a residual share large enough to show (1.5%): uniform g, tail and center.
+    ("narrow_3", 0.0, 1.0, 3.0, 3.01),
+    ("narrow_mid", 0.0, 1.0, -0.125, 0.25),
+]
+# (mean, std, a, b, dtype, kind): the residual h = (f - w g) / (1 - w) of each mixture kind, tested alone.
+RESIDUAL_CASES = [
+    (0.0, 1.0, 3.0, 4.0, torch.float64, "emix64"),
+    (0.0, 1.0, 3.0, 3.01, torch.float64, "umix64"),
+    (0.0, 1.0, -0.125, 0.25, torch.float32, "umix32"),
 ]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 N_DRAWS = 20_000
-N_STAT_TESTS = len(REGIMES) * len(DTYPES) + 2  # the battery, the global-RNG case, the many-chunks case
+# the battery, the global-RNG case, the many-chunks case, the residuals
+N_STAT_TESTS = len(REGIMES) * len(DTYPES) + 2 + len(RESIDUAL_CASES)
 P_MIN = ALPHA_FAMILY / N_STAT_TESTS
 _INT = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
@@ -224,6 +234,36 @@ def test_many_chunks_and_remainder_rounds() -> None:
     w = trunc_normal_(torch.empty(n), 0.0, 1.0, -1.0, 10.0, generator=gen)  # rounds and the outside share
     assert bool(((w >= -1.0) & (w <= 10.0)).all())
     assert stats.kstest(w.double().numpy(), stats.truncnorm(-1.0, 10.0).cdf).pvalue >= P_MIN
+
+
+@pytest.mark.parametrize("case", RESIDUAL_CASES, ids=lambda c: c[-1])
+def test_mixture_residual_follows_its_density(
+    case: tuple[float, float, float, float, torch.dtype, str],
+) -> None:
+    """The residual draws of a mixture kind, alone, against their exact CDF (F - w G) / (1 - w)."""
+    from modelsurgeon.sampler import _fill_residual, _Plan, _Scratch
+
+    mean, std, a, b, dtype, kind = case
+    plan = _Plan(mean, std, a, b, dtype)
+    assert plan.kind == kind and 0.0 < plan.acc < 1.0
+    n = N_DRAWS
+    out = torch.empty(n, dtype=dtype)
+    gen = torch.Generator().manual_seed(31 + RESIDUAL_CASES.index(case))
+    _fill_residual(out, torch.arange(n), plan, _Scratch(torch.device("cpu")), gen)
+    x = out.double().numpy()
+    assert np.all((x >= a) & (x <= b))
+    dist = stats.truncnorm((a - mean) / std, (b - mean) / std, loc=mean, scale=std)
+    w, alpha, beta = plan.acc, plan.alpha, plan.beta
+
+    def cdf(v: np.ndarray) -> np.ndarray:
+        z = (v - mean) / std
+        if kind.startswith("emix"):
+            g = -np.expm1(-plan.lam * (z - alpha)) / plan.mass
+        else:
+            g = (z - alpha) / (beta - alpha)
+        return np.clip((dist.cdf(v) - w * g) / (1.0 - w), 0.0, 1.0)
+
+    assert stats.kstest(x, cdf).pvalue >= P_MIN
 
 
 def test_rejected_positions_block_search_matches_nonzero() -> None:
