@@ -628,7 +628,7 @@ def _fill_remainder(
     # Accepted proposals are iid f|C and independent of which positions are left, so they fill the
     # positions in order (all of them: the outside draws below then overwrite their share).
     left = todo if there is None or there.numel() < k else todo[:0]
-    piece = _CHUNK_CPU if device.type == "cpu" else 1 << 24
+    piece = _CHUNK_CPU_DENSE if device.type == "cpu" else 1 << 24
     for _ in range(_MAX_ROUNDS + int(left.numel() / (piece * plan.acc))):
         if left.numel() == 0:
             break
