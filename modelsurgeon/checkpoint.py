@@ -1282,29 +1282,44 @@ def _stream_safetensors(
 ) -> int:
     """Write a safetensors file to ``out`` tensor by tensor; return the data bytes done so far.
 
-    Unchanged tensors stored raw in ``source`` are copied file to file (:meth:`_Counter.copy_range`), in
-    pieces of :data:`COPY_SPAN_BYTES` so that progress moves; the others are fetched and written.
+    Unchanged tensors stored raw in ``source`` are copied file to file (:meth:`_Counter.copy_range`);
+    consecutive ones that are also consecutive in the source file are copied as one run, in pieces of
+    :data:`COPY_SPAN_BYTES` so that progress moves. The others are fetched and written.
     """
     total = sum(e.nbytes for e in entries) if total is None else total
     out.write(_safetensors_header(entries, metadata))
     scratch: list[torch.Tensor] = []  # one buffer for every non-contiguous tensor of this file
+    run: list[int] = []  # the pending run of raw copies: [fd, offset, nbytes]
+
+    def flush_run() -> int:
+        copied = done
+        if run:
+            fd, offset, nbytes = run
+            for start in range(0, nbytes, COPY_SPAN_BYTES):
+                size = min(COPY_SPAN_BYTES, nbytes - start)
+                out.copy_range(fd, offset + start, size)
+                copied += size
+                if progress is not None:
+                    progress(copied, total)
+            run.clear()
+        return copied
+
     for e in entries:
         span = source._span(e.origin, TensorInfo(e.dtype, tuple(e.shape))) if source and e.origin else None
         if span is not None:
-            fd, offset = span
-            for start in range(0, e.nbytes, COPY_SPAN_BYTES):
-                size = min(COPY_SPAN_BYTES, e.nbytes - start)
-                out.copy_range(fd, offset + start, size)
-                done += size
-                if progress is not None:
-                    progress(done, total)
+            if run and run[0] == span[0] and run[1] + run[2] == span[1]:
+                run[2] += e.nbytes
+            else:
+                done = flush_run()
+                run[:] = [span[0], span[1], e.nbytes]
             continue
+        done = flush_run()
         for chunk in _tensor_chunks(_fetch(e), scratch):
             out.write(chunk)
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
-    return done
+    return flush_run()
 
 
 def _fetch(e: OutTensor) -> torch.Tensor:

@@ -776,6 +776,21 @@ def test_unchanged_tensors_are_copied_file_to_file(tmp_path: Path, monkeypatch: 
     _assert_same(load_bytes(kernel), {**state, "head.weight": new_head})
 
 
+@pytest.mark.skipif(not hasattr(os, "copy_file_range"), reason="copy_file_range is Linux-only")
+def test_tensors_consecutive_in_the_source_are_copied_as_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = {f"layer{i}.weight": torch.full((100,), float(i)) for i in range(6)}
+    save_file(state, str(tmp_path / "src.safetensors"))  # one dtype: stored in name order
+    copied = _spy_copy_file_range(monkeypatch)
+    with read_checkpoint(tmp_path / "src.safetensors") as ck:
+        entries = [e for e in _entries_from(ck) if e.name != "layer3.weight"]
+        entries.append(OutTensor("layer3.weight", torch.float32, (7,), lambda: torch.ones(7)))
+        write_checkpoint(tmp_path / "out.safetensors", entries, metadata={}, source=ck)
+    assert copied == [3 * 400, 2 * 400]  # layers 0-2, then 4-5: the new layer 3 splits the runs
+    _assert_same(load_file(str(tmp_path / "out.safetensors")), {**state, "layer3.weight": torch.ones(7)})
+
+
 @pytest.mark.parametrize("how", ["refused", "missing"])
 def test_copies_fall_back_to_reads_and_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
