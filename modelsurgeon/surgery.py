@@ -648,9 +648,8 @@ class _Verifier:
 
     Outputs up to :data:`FULL_VERIFY_MAX_BYTES` get a strict load and a real forward pass from the
     written file. Larger ones are checked on the meta device: the planned keys, shapes and dtypes are
-    loaded strictly into the arch and run through a meta forward in a background thread while the file
-    is being written (the copy runs in the kernel, so the two overlap), then the written header is read
-    back and must match the plan exactly.
+    loaded strictly into the arch in a background thread while the file is being written (the copy runs
+    in the kernel, so the two overlap), then the written header is read back and must equal the plan.
     """
 
     def __init__(self, spec: HeadSpec, entries: Sequence[OutTensor]) -> None:
@@ -787,7 +786,11 @@ def _verify_load_forward(spec: HeadSpec, path: str) -> str:
 
 
 def _verify_on_meta(spec: HeadSpec, planned: Mapping[str, tuple[torch.dtype, tuple[int, ...]]]) -> str:
-    """Load the planned keys, shapes and dtypes strictly into the arch on meta; run a meta forward."""
+    """Load the planned keys, shapes and dtypes strictly into the N-class arch built on meta.
+
+    No meta forward: with every shape equal to what the arch's own builder made, it could only fail on
+    a bug in timm or torchvision, and it costs 0.15 s (ViT-B) to 0.5 s (ViT-L) of CPU (measured).
+    """
     import torch
 
     from modelsurgeon.archs import build_model
@@ -795,13 +798,4 @@ def _verify_on_meta(spec: HeadSpec, planned: Mapping[str, tuple[torch.dtype, tup
     model = build_model(spec.arch, spec.num_classes, buffers="meta")
     state = {k: torch.empty(shape, dtype=dtype, device="meta") for k, (dtype, shape) in planned.items()}
     model.load_state_dict(_loadable(model, state), strict=True, assign=True)
-    floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
-    x = torch.empty((1, *spec.input_size), dtype=floats[0] if floats else torch.float32, device="meta")
-    loaded = "strict load of every key, shape and dtype of the written file"
-    try:
-        with torch.inference_mode():
-            y = _check_logits(spec, model.eval()(x))
-    except (RuntimeError, NotImplementedError, TypeError, ValueError):
-        return f"{loaded} on the meta device"
-    shape = f"(1, {spec.num_classes})" if spec.num_classes > 0 else f"features {tuple(y.shape)}"
-    return f"{loaded} + meta-device forward: {shape}"
+    return "strict load of every key, shape and dtype of the written file into the arch on the meta device"
