@@ -4,6 +4,9 @@ Each contender is one whole process (or, for the floor, two), measured from the 
 
 - **floor**: ``python -c "import torch, timm"`` then ``cp`` (``cp -r`` for a sharded checkpoint): the
   least any Python tool that imports torch and writes a copy of the checkpoint can take.
+- **floor, no teardown**: the same with ``os._exit(0)`` after the imports. modelsurgeon, too, leaves with
+  ``os._exit`` once its work is flushed, skipping the interpreter's teardown of torch and timm; this row
+  shows what is left of the floor without it, so the cost of the surgery itself can be read off.
 - **seed recipe**: ``benchmarks/seed_recipe.py`` (``timm.create_model``, ``load_state_dict``, a new
   ``nn.Linear``, ``trunc_normal_``, ``save_file``).
 - **timm overlay**: ``timm.create_model(arch, pretrained=True, num_classes=N,
@@ -48,6 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 KEEP_BEGIN = "<!-- analysis: kept when the report is regenerated -->"
 KEEP_END = "<!-- end of analysis -->"
 PY = sys.executable
+# The floor without the interpreter's teardown of torch and timm (about 1 s), which modelsurgeon skips.
+NO_TEARDOWN = "floor, no teardown"
+_HARD_EXIT = "import os, torch, timm; os._exit(0)"
 CLASSES = 10
 SHARD_MIB = 500
 STARTUP_ROUNDS = 7
@@ -121,6 +127,7 @@ def _contenders(case: Case, out: Path) -> dict[str, Callable[[], Sample]]:
     surgeon += ["--checkpoint", ckpt, "--out", str(dest), "--force"]
     found: dict[str, Callable[[], Sample]] = {
         "floor": lambda: run_steps([[PY, "-c", "import torch, timm"], cp], cwd=str(ROOT)),
+        NO_TEARDOWN: lambda: run_steps([[PY, "-c", _HARD_EXIT], cp], cwd=str(ROOT)),
         "seed recipe": lambda: run_measured(recipe, cwd=str(ROOT)),
     }
     if not case.sharded:
@@ -290,6 +297,9 @@ def _report(
             f"| {label}: peak RssAnon ≤ 256 MiB above `import torch, timm` | {above:+.0f} MiB | "
             f"{_verdict(above <= 256)} |"
         )
+    for label, runs in results.items():
+        x = _ratio(runs["modelsurgeon"], runs[NO_TEARDOWN])
+        lines.append(f"| {label}: wall ÷ the floor without teardown (no target) | {x:.2f}× | — |")
     for name in ("modelsurgeon --help", "modelsurgeon --version"):
         t = median(startup[name].wall())
         lines.append(f"| `{name}` < 0.3 s | {t:.2f} s | {_verdict(t < 0.3)} |")
