@@ -156,6 +156,7 @@ def _bench(cases: Sequence[Case], rounds: int, out: Path, failed: list[str]) -> 
             warm([case.path])
             contenders = _contenders(case, out)
             for name in _rotate(list(contenders), r):
+                os.sync()  # no dirty pages of the previous contender's output left to write back
                 try:
                     sample = contenders[name]()
                 except RuntimeError as exc:  # report the failure, keep measuring the others
@@ -319,7 +320,9 @@ _NOTES = """## How it is measured, and how far to trust it
   the mapped checkpoint pages a process touched, so a tool that maps its input shows the checkpoint size
   there even though that memory is reclaimable page cache.
 - The page cache is not dropped (that needs root); every checkpoint is read once before each round, so
-  all numbers are warm-cache numbers. Outputs are deleted after each run, outside the timing.
+  all numbers are warm-cache numbers. Outputs are deleted after each run, and `sync` runs before each
+  run, both outside the timing: no contender waits on the disk writeback of another's output (only
+  modelsurgeon waits for the disk at all: it fsyncs its output before the rename).
 - Contenders run round-robin, one of each per round, the order rotating each round, so slow phases of a
   shared machine hit every contender; ratios are taken within a round, then the median over rounds.
 - The machine may be shared: the load average above says how busy it was. On a busy machine the
