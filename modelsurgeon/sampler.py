@@ -28,7 +28,11 @@ How :func:`trunc_normal_` stays exact:
   acc)``: a Bernoulli(``p_out``) subset of them (picked by geometric gaps, O(k p_out) work) is drawn from
   f outside C by inverse CDF, the rest from f|C by further rounds of proposals over the shrinking
   remainder (accepted proposals are iid f|C, so they fill the remaining positions in order), at most 8
-  rounds, then inverse CDF. No loop runs over the whole tensor except the fixed chunk loop.
+  rounds, then inverse CDF. Where every rejected position needs a draw from f|C (``p_out`` = 0, e.g.
+  central intervals) and rejections are frequent, each chunk's rejected positions are instead filled at
+  once, in order, by one ``masked_scatter_`` from a pool of accepted proposals made in batches of at least
+  2^17 (``_Pool``; the same argument: they are iid f|C and independent of which positions were rejected).
+  No loop runs over the whole tensor except the fixed chunk loop.
 * The inverse CDF works in the left tail in log space (``log_ndtr``, ``ndtri``; Newton steps on
   ``log_ndtr`` below p = 1e-304), so tails to 40 sigma and beyond are exact.
 * Float32, float16 and bfloat16 outputs use float32 proposals and arithmetic; the affine map to the output
@@ -646,6 +650,40 @@ def _fill_remainder(
         flat[todo[there]] = draws.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
 
 
+class _Pool:
+    """Exact draws from f|C in the output dtype, made in batches and handed out in order.
+
+    Each batch is one round of at least :data:`_CHUNK_CPU_DENSE` proposals (the per-call overhead of a
+    round is paid once for many chunks), of which the accepted ones are kept (iid f|C); after
+    ``_MAX_ROUNDS`` rounds in one call fall short, the rest comes from the inverse CDF on C.
+    """
+
+    def __init__(self, plan: _Plan, device: torch.device, gen: torch.Generator | None) -> None:
+        self.plan, self.device, self.gen = plan, device, gen
+        self.scratch = _Scratch(device)  # its own: the caller's scratch holds the mask being filled
+        self.values = torch.empty(0, dtype=plan.dtype, device=device)
+
+    def take(self, k: int) -> torch.Tensor:
+        """``k`` draws (a view, valid until the next call)."""
+        plan, have = self.plan, self.values.numel()
+        if have < k:
+            parts = [self.values]
+            for _ in range(_MAX_ROUNDS):
+                n = max(int((k - have) / plan.acc * 1.05) + 64, _CHUNK_CPU_DENSE)
+                x = torch.empty(n, dtype=plan.dtype, device=self.device)
+                score, lo, hi = _propose_into(plan, x, self.scratch, self.gen)
+                parts.append(x[_outside(score, lo, hi, self.scratch).logical_not_()])
+                have += parts[-1].numel()
+                if have >= k:
+                    break
+            else:
+                draws = _inverse_cdf(plan, k - have, [(plan.c_lo, plan.c_hi)], 1.0, self.device, self.gen)
+                parts.append(draws.to(plan.dtype).clamp_(plan.a_in, plan.b_in))
+            self.values = torch.cat(parts)
+        out, self.values = self.values[:k], self.values[k:]
+        return out
+
+
 def _fill_residual(
     flat: torch.Tensor, todo: torch.Tensor, plan: _Plan, scratch: _Scratch, gen: torch.Generator | None
 ) -> None:
@@ -716,6 +754,19 @@ def _trunc_normal_(
     block = block if block >= 64 else 0
     if block == 0 and tensor.device.type == "cpu":
         chunk = _CHUNK_CPU_DENSE
+    if block == 0 and plan.p_out == 0.0:
+        # Frequent rejections, each needing a draw from f|C: fill them chunk by chunk, in order, from a
+        # pool of accepted proposals (iid f|C, independent of the positions) with one masked_scatter_,
+        # instead of collecting positions (nonzero) and filling them at the end.
+        pool = _Pool(plan, tensor.device, generator)
+        for start in range(0, flat.numel(), chunk):
+            dst = flat[start : start + chunk]
+            score, lo, hi = _propose_into(plan, dst, scratch, generator)
+            bad = _outside(score, lo, hi, scratch)
+            k = int(torch.count_nonzero(bad))
+            if k:
+                dst.masked_scatter_(bad, pool.take(k))
+        return _copy_back(tensor, flat)
     for start in range(0, flat.numel(), chunk):
         score, lo, hi = _propose_into(plan, flat[start : start + chunk], scratch, generator)
         idx = _rejected(score, lo, hi, block, scratch)

@@ -64,8 +64,8 @@ RESIDUAL_CASES = [
 ]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 N_DRAWS = 20_000
-# the battery, the global-RNG case, the many-chunks case, the residuals
-N_STAT_TESTS = len(REGIMES) * len(DTYPES) + 2 + len(RESIDUAL_CASES)
+# the battery, the global-RNG case, the many-chunks case, the pool fallback (2), the residuals
+N_STAT_TESTS = len(REGIMES) * len(DTYPES) + 4 + len(RESIDUAL_CASES)
 P_MIN = ALPHA_FAMILY / N_STAT_TESTS
 _INT = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
@@ -234,6 +234,25 @@ def test_many_chunks_and_remainder_rounds() -> None:
     w = trunc_normal_(torch.empty(n), 0.0, 1.0, -1.0, 10.0, generator=gen)  # rounds and the outside share
     assert bool(((w >= -1.0) & (w <= 10.0)).all())
     assert stats.kstest(w.double().numpy(), stats.truncnorm(-1.0, 10.0).cdf).pvalue >= P_MIN
+
+
+def test_pool_falls_back_to_inverse_cdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no proposal rounds allowed, the pool refills every rejected position by inverse CDF, exactly."""
+    from modelsurgeon import sampler
+    from modelsurgeon.sampler import _Plan, _Pool
+
+    plan = _Plan(0.0, 1.0, -2.0, 2.0, torch.float32)
+    assert plan.p_out == 0.0  # central float32 takes the pool path
+    monkeypatch.setattr(sampler, "_MAX_ROUNDS", 0)
+    dist = stats.truncnorm(-2.0, 2.0)
+    # The fallback's draws alone (a subtle error would drown among the accepted proposals of a tensor).
+    pool = _Pool(plan, torch.device("cpu"), torch.Generator().manual_seed(17))
+    alone = torch.cat([pool.take(N_DRAWS // 2).clone(), pool.take(N_DRAWS // 2).clone()])
+    assert stats.kstest(alone.double().numpy(), dist.cdf).pvalue >= P_MIN
+    n = 2 * 2**17 + 3
+    c = trunc_normal_(torch.empty(n), 0.0, 1.0, -2.0, 2.0, generator=torch.Generator().manual_seed(13))
+    assert bool((c.abs() <= 2.0).all())  # an unfilled rejected proposal (|z| > 2) would show
+    assert stats.kstest(c.double().numpy(), dist.cdf).pvalue >= P_MIN
 
 
 @pytest.mark.parametrize("case", RESIDUAL_CASES, ids=lambda c: c[-1])
