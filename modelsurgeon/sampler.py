@@ -653,9 +653,11 @@ def _fill_remainder(
 class _Pool:
     """Exact draws from f|C in the output dtype, made in batches and handed out in order.
 
-    Each batch is one round of at least :data:`_CHUNK_CPU_DENSE` proposals (the per-call overhead of a
-    round is paid once for many chunks), of which the accepted ones are kept (iid f|C); after
-    ``_MAX_ROUNDS`` rounds in one call fall short, the rest comes from the inverse CDF on C.
+    Each batch is one round of proposals sized for this call's shortfall plus the rejections expected
+    in the rest of the tensor, up to :data:`_CHUNK_CPU_DENSE` (the per-call overhead of a round is paid
+    once for many chunks, and a small tensor does not pay for a big batch), of which the accepted ones
+    are kept (iid f|C); after ``_MAX_ROUNDS`` rounds in one call fall short, the rest comes from the
+    inverse CDF on C.
     """
 
     def __init__(self, plan: _Plan, device: torch.device, gen: torch.Generator | None) -> None:
@@ -663,13 +665,15 @@ class _Pool:
         self.scratch = _Scratch(device)  # its own: the caller's scratch holds the mask being filled
         self.values = torch.empty(0, dtype=plan.dtype, device=device)
 
-    def take(self, k: int) -> torch.Tensor:
-        """``k`` draws (a view, valid until the next call)."""
+    def take(self, k: int, rest: int) -> torch.Tensor:
+        """``k`` draws (a view, valid until the next call); ``rest`` values of the tensor are to come."""
         plan, have = self.plan, self.values.numel()
         if have < k:
             parts = [self.values]
             for _ in range(_MAX_ROUNDS):
-                n = max(int((k - have) / plan.acc * 1.05) + 64, _CHUNK_CPU_DENSE)
+                n = int((k - have) / plan.acc * 1.05) + 64
+                ahead = int((k - have + rest * (1.0 - plan.acc)) / plan.acc * 1.05) + 64
+                n = max(n, min(ahead, _CHUNK_CPU_DENSE))
                 x = torch.empty(n, dtype=plan.dtype, device=self.device)
                 score, lo, hi = _propose_into(plan, x, self.scratch, self.gen)
                 parts.append(x[_outside(score, lo, hi, self.scratch).logical_not_()])
@@ -765,7 +769,7 @@ def _trunc_normal_(
             bad = _outside(score, lo, hi, scratch)
             k = int(torch.count_nonzero(bad))
             if k:
-                dst.masked_scatter_(bad, pool.take(k))
+                dst.masked_scatter_(bad, pool.take(k, max(flat.numel() - start - chunk, 0)))
         return _copy_back(tensor, flat)
     for start in range(0, flat.numel(), chunk):
         score, lo, hi = _propose_into(plan, flat[start : start + chunk], scratch, generator)

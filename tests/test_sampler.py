@@ -247,7 +247,7 @@ def test_pool_falls_back_to_inverse_cdf(monkeypatch: pytest.MonkeyPatch) -> None
     dist = stats.truncnorm(-2.0, 2.0)
     # The fallback's draws alone (a subtle error would drown among the accepted proposals of a tensor).
     pool = _Pool(plan, torch.device("cpu"), torch.Generator().manual_seed(17))
-    alone = torch.cat([pool.take(N_DRAWS // 2).clone(), pool.take(N_DRAWS // 2).clone()])
+    alone = torch.cat([pool.take(N_DRAWS // 2, N_DRAWS).clone(), pool.take(N_DRAWS // 2, 0).clone()])
     assert stats.kstest(alone.double().numpy(), dist.cdf).pvalue >= P_MIN
     n = 2 * 2**17 + 3
     c = trunc_normal_(torch.empty(n), 0.0, 1.0, -2.0, 2.0, generator=torch.Generator().manual_seed(13))
