@@ -639,7 +639,7 @@ def _fill_remainder(
         n = min(int(left.numel() / plan.acc * 1.05) + 64, piece)
         x = scratch.get("round", flat.dtype, n)
         score, lo, hi = _propose_into(plan, x, scratch, gen)
-        vals = x[_outside(score, lo, hi, scratch).logical_not_()][: left.numel()]
+        vals = torch.masked_select(x, _outside(score, lo, hi, scratch).logical_not_())[: left.numel()]
         flat[left[: vals.numel()]] = vals
         left = left[vals.numel() :]
     if left.numel():
@@ -676,7 +676,7 @@ class _Pool:
                 n = max(n, min(ahead, _CHUNK_CPU_DENSE))
                 x = torch.empty(n, dtype=plan.dtype, device=self.device)
                 score, lo, hi = _propose_into(plan, x, self.scratch, self.gen)
-                parts.append(x[_outside(score, lo, hi, self.scratch).logical_not_()])
+                parts.append(torch.masked_select(x, _outside(score, lo, hi, self.scratch).logical_not_()))
                 have += parts[-1].numel()
                 if have >= k:
                     break
@@ -711,7 +711,7 @@ def _fill_residual(
             d = (1.0 - t) * width if alpha >= 0 else beta - z  # beta - |z|, exact near beta
             delta = d.mul_(z.add_(beta)).mul_(0.5)
             x = t.mul_(plan.sign * (plan.b - plan.a)).add_(plan.near)
-        vals = x[u2.mul_(plan.mix_k) < torch.expm1(delta)][: left.numel()]
+        vals = torch.masked_select(x, u2.mul_(plan.mix_k) < torch.expm1(delta))[: left.numel()]
         flat[left[: vals.numel()]] = vals.to(flat.dtype).clamp_(plan.a_in, plan.b_in)
         left = left[vals.numel() :]
 
