@@ -198,6 +198,11 @@ def _ratio(a: Runs, b: Runs, *, cpu: bool = False) -> float:
     return median([x / y for x, y in zip(xs, ys, strict=True)])
 
 
+def _best_ratio(a: Runs, b: Runs) -> float:
+    """a's fastest wall time divided by b's fastest: the ratio least moved by a slow phase of the machine."""
+    return min(a.wall()) / min(b.wall())
+
+
 def _machine() -> dict[str, str]:
     mem_kib = 0
     with open("/proc/meminfo", encoding="ascii") as f:
@@ -285,13 +290,18 @@ def _report(
     for label, runs in results.items():
         ms = runs["modelsurgeon"]
         if label in floor_limit:
-            x = _ratio(ms, runs["floor"])
-            ok = x <= floor_limit[label]
-            lines.append(f"| {label}: wall ≤ {floor_limit[label]}× floor | {x:.2f}× | {_verdict(ok)} |")
-            y = _ratio(runs["seed recipe"], ms)
+            # Judged on the median of the per-round ratios and, so that one slow floor run cannot carry
+            # the verdict, on the ratio of the fastest runs as well: both must meet the target.
+            x, x_best = _ratio(ms, runs["floor"]), _best_ratio(ms, runs["floor"])
+            ok = max(x, x_best) <= floor_limit[label]
             lines.append(
-                f"| {label}: ≥ {seed_limit[label]}× faster than the seed recipe | {y:.2f}× | "
-                f"{_verdict(y >= seed_limit[label])} |"
+                f"| {label}: wall ≤ {floor_limit[label]}× floor | {x:.2f}× (fastest runs: {x_best:.2f}×) "
+                f"| {_verdict(ok)} |"
+            )
+            y, y_best = _ratio(runs["seed recipe"], ms), _best_ratio(runs["seed recipe"], ms)
+            lines.append(
+                f"| {label}: ≥ {seed_limit[label]}× faster than the seed recipe | {y:.2f}× "
+                f"(fastest runs: {y_best:.2f}×) | {_verdict(min(y, y_best) >= seed_limit[label])} |"
             )
         above = ms.anon_mib() - base
         lines.append(
@@ -324,7 +334,9 @@ _NOTES = """## How it is measured, and how far to trust it
   run, both outside the timing: no contender waits on the disk writeback of another's output (only
   modelsurgeon waits for the disk at all: it fsyncs its output before the rename).
 - Contenders run round-robin, one of each per round, the order rotating each round, so slow phases of a
-  shared machine hit every contender; ratios are taken within a round, then the median over rounds.
+  shared machine hit every contender; ratios are taken within a round, then the median over rounds. A
+  wall-time target passes only if the ratio of the fastest runs meets it too, so that one slow run of
+  the floor cannot carry a verdict.
 - The machine may be shared: the load average above says how busy it was. On a busy machine the
   absolute times (mostly `import torch`) stretch several-fold and the ratios move towards 1; re-run
   `make bench` on a quiet machine before reading much into small differences.

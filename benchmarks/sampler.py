@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/sampler.md"))
     parser.add_argument("--n", type=int, default=10_000_000, help="values per float32 fill")
     parser.add_argument("--n-other", type=int, default=1_000_000, help="values per float64/16/bf16 fill")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--torch-cap", type=float, default=3.0, help="seconds; slower fills use 1e5 values")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch.set_num_threads (1: see the noise note in the report)"

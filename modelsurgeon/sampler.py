@@ -16,7 +16,8 @@ How :func:`trunc_normal_` stays exact:
   rate (alpha + beta) / 2 truncated to a finite tail interval). f = w g + (1 - w) h with w = min f / g
   (computed from the parameters; Gauss-Legendre for the narrow ``umix`` residual mass, so 1 - w does not
   cancel). Every element gets a draw from g; a Bernoulli(1 - w) subset of positions (geometric gaps) is
-  then redrawn from h by float64 rejection from g. Exact: each position is g with probability w, else h.
+  then redrawn from h by float64 rejection from g, chunk by chunk (so positions, proposals and writes
+  stay in the cache). Exact: each position is g with probability w, else h.
 * Every element gets one proposal, written in place chunk by chunk (2^19 values on CPU, 2^17 where
   rejections are frequent; scratch buffers reused). Uniforms come from ``random_`` integers (24 bits
   each in float32, two from one 63-bit integer where a proposal needs two; 53 bits in float64), the grid
@@ -700,8 +701,8 @@ def _fill_residual(
     width, alpha, beta = plan.beta - plan.alpha, plan.alpha, plan.beta
     while left.numel():
         n = int(left.numel() / plan.res_acc * 1.1) + 16
-        t = _uniform(torch.empty(n, dtype=f64, device=flat.device), scratch, gen)
-        u2 = _uniform(torch.empty(n, dtype=f64, device=flat.device), scratch, gen)
+        t = _uniform(scratch.get("res_t", f64, n), scratch, gen)
+        u2 = _uniform(scratch.get("res_u", f64, n), scratch, gen)
         if plan.kind.startswith("emix"):
             off = torch.log1p(t * -plan.mass).mul_(-1.0 / plan.lam)  # z - alpha
             delta = off * (plan.lam - alpha - 0.5 * off)
@@ -744,11 +745,13 @@ def _trunc_normal_(
     scratch = _Scratch(tensor.device)
     chunk = _CHUNK_CPU if tensor.device.type == "cpu" else 1 << 24
     if plan.mix:
+        # Chunk by chunk, so that the residual's positions, proposals and writes stay in the cache.
         for start in range(0, flat.numel(), chunk):
-            _propose_into(plan, flat[start : start + chunk], scratch, generator)
-        if plan.acc < 1.0:
-            todo = _bernoulli_subset(flat.numel(), 1.0 - plan.acc, tensor.device, generator)
-            _fill_residual(flat, todo, plan, scratch, generator)
+            dst = flat[start : start + chunk]
+            _propose_into(plan, dst, scratch, generator)
+            if plan.acc < 1.0:
+                todo = _bernoulli_subset(dst.numel(), 1.0 - plan.acc, tensor.device, generator)
+                _fill_residual(dst, todo, plan, scratch, generator)
         return _copy_back(tensor, flat)
     rejected = []
     # Rare rejections (under ~1 in 10 blocks) are searched block by block, 64 to 1024 values a block.
