@@ -38,7 +38,8 @@ How :func:`trunc_normal_` stays exact:
   ``log_ndtr`` below p = 1e-304), so tails to 40 sigma and beyond are exact.
 * Float32, float16 and bfloat16 outputs use float32 proposals and arithmetic; the affine map to the output
   runs in float64 only for a float32 output whose float32 map would round twice (normal/fold proposals
-  with mean != 0, or no float32-exact origin). Float64 output uses float64 throughout (53-bit uniforms).
+  with mean != 0, or no float32-exact origin). Float64 output uses float64 throughout (53-bit uniforms;
+  its normal proposals come from a vectorised Box-Muller, the transform torch's float64 ``normal_`` uses).
   Values are rounded to the output dtype (round to nearest) and clamped to the representable values
   inside [a, b], so float16/bfloat16 values are the exact draw rounded to nearest, rounded inward at the
   bounds.
@@ -475,6 +476,25 @@ def _uniform(u: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None) ->
     return torch.mul(bits32.bitwise_and_(0xFFFFFF), 2.0**-24, out=u)
 
 
+def _normal64_(out: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None) -> torch.Tensor:
+    """Fill a float64 tensor with iid N(0, 1) draws: Box-Muller on 53-bit uniforms, as torch's float64
+    ``normal_`` computes them, but as a few vectorised passes (about twice as fast on CPU).
+
+    With V, T uniform on the 53-bit grid, R = sqrt(-2 log(1 - V)) and theta = 2 pi T, R cos(theta) fills
+    the first half and R sin(theta) the second: the two are independent N(0, 1) (1 - V lies in (0, 1], so
+    R is finite; |z| <= sqrt(106 ln 2) = 8.57, as for torch's own).
+    """
+    n = out.numel()
+    h = (n + 1) // 2
+    r = _uniform(scratch.get("bm_r", torch.float64, h), scratch, gen)
+    theta = _uniform(scratch.get("bm_t", torch.float64, h), scratch, gen).mul_(2.0 * math.pi)
+    r.neg_().add_(1.0).log_().mul_(-2.0).sqrt_()
+    first, second = out[:h], out[h:]
+    torch.cos(theta, out=first).mul_(r)
+    torch.sin(theta[: n - h], out=second).mul_(r[: n - h])
+    return out
+
+
 def _propose_into(
     plan: _Plan, dst: torch.Tensor, scratch: _Scratch, gen: torch.Generator | None
 ) -> tuple[torch.Tensor, float, float]:
@@ -498,7 +518,10 @@ def _propose_into(
         _uniform(s, scratch, gen).mul_(-plan.mass).log1p_().mul_(-1.0 / plan.lam)
         score, lo, hi = s, -math.inf, math.inf
     elif kind in ("normal", "fold"):
-        s.normal_(generator=gen)
+        if cd == torch.float64:
+            _normal64_(s, scratch, gen)
+        else:
+            s.normal_(generator=gen)
         if kind == "fold":
             s.abs_()
         score, lo, hi = s, plan.c_lo, plan.c_hi  # s is kept: the map below writes elsewhere
