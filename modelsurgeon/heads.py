@@ -84,6 +84,8 @@ class HeadSpec:
             class-dependent tensors, and anything the N-class model lacks), sorted.
         body: Every other state-dict key of the N-class model → shape, in state-dict order; these must
             come from the checkpoint bit for bit.
+        integer: The keys of :attr:`body` whose tensor in the arch is not floating point (counters such
+            as BatchNorm's ``num_batches_tracked``, index buffers); the checkpoint must match that kind.
         input_size: ``(C, H, W)`` the model is built for.
     """
 
@@ -96,6 +98,7 @@ class HeadSpec:
     dropped: tuple[str, ...]
     body: Mapping[str, Shape] = field(hash=False)
     input_size: tuple[int, int, int]
+    integer: frozenset[str] = frozenset()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -111,6 +114,7 @@ class _Snapshot:
     types: Mapping[str, str]  # module name -> class name
     norms: frozenset[str]  # names of normalisation modules
     buffers: frozenset[str]  # state-dict keys that are buffers
+    integer: frozenset[str]  # state-dict keys whose tensor is not floating point
     classifier: tuple[str, ...]  # names of the modules timm's get_classifier() returns
     num_classes: int | None  # the built model's num_classes attribute, if it has one
 
@@ -152,6 +156,7 @@ def _snapshot(arch: ArchRef, num_classes: int | None) -> _Snapshot:
         types=MappingProxyType({n: type(m).__name__ for n, m in model.named_modules()}),
         norms=frozenset(n for n, m in model.named_modules() if _is_norm(m)),
         buffers=buffers,
+        integer=frozenset(k for k, v in state.items() if not v.is_floating_point()),
         classifier=_classifier_names(model, names),
         num_classes=n if isinstance(n := getattr(model, "num_classes", None), int) else None,
     )
@@ -249,7 +254,8 @@ def _find_heads(arch: ArchRef, num_classes: int) -> HeadSpec:
     default = default_from_build(arch, default_snap.num_classes)
     p1, p2 = _probes(num_classes, default)
     probe = _snapshot(arch, p1)
-    shapes_n = _snapshot(arch, num_classes).shapes
+    snap_n = _snapshot(arch, num_classes)
+    shapes_n = snap_n.shapes
     shapes_d = default_snap.shapes
     # Class-dependent keys: those whose shape differs between the probe and another class count ≥ 1
     # (N, else the default, else a second probe when neither has a head).
@@ -288,6 +294,7 @@ def _find_heads(arch: ArchRef, num_classes: int) -> HeadSpec:
         dropped=tuple(sorted(k for k in shapes_d if k not in body)),
         body=MappingProxyType(body),
         input_size=input_size(arch),
+        integer=frozenset(k for k in body if k in snap_n.integer),
     )
 
 

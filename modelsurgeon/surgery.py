@@ -47,7 +47,8 @@ __all__ = [
 META_PREFIX = "modelsurgeon."
 # Bounds further than this many std from the mean cut a fraction below 2e-9 of the mass: "nothing".
 _CUTS_NOTHING_SIGMA = 6.0
-# Outputs larger than this are verified on the meta device instead of by a real forward pass.
+# Outputs whose float32 size is larger than this are verified on the meta device instead of by a real
+# forward pass (which runs in float32: a float16/bfloat16/float64 model is copied to float32 for it).
 FULL_VERIFY_MAX_BYTES = 256 * 2**20
 _EXAMPLES = 3
 
@@ -257,6 +258,13 @@ def _match(spec: HeadSpec, ckpt: Checkpoint, arch_label: str) -> list[str]:
             hint = f"the unexpected keys share the prefix '{prefix}' — is it a wrapper model? " + hint
         summary = describe_mismatch(missing, unexpected, mismatched)
         raise InputError(f"checkpoint does not match {arch_label}: {summary}", hint)
+    wrong = [
+        f"{key}: {info.dtype}, arch {'integer' if key in spec.integer else 'floating point'}"
+        for key in spec.body
+        if (info := ckpt.infos.get(key)) is not None and info.dtype.is_floating_point == (key in spec.integer)
+    ]
+    if wrong:  # an integer tensor where the arch has a float one (or the reverse): a corrupt file
+        raise _dtype_kind_error(wrong)
     notes = []
     if filled:
         notes.append(
@@ -646,17 +654,19 @@ def _verify_entries(spec: HeadSpec, entries: Sequence[OutTensor]) -> str:
 class _Verifier:
     """The ``check`` hook of :func:`write_checkpoint`: verifies the temporary output before rename.
 
-    Outputs up to :data:`FULL_VERIFY_MAX_BYTES` get a strict load and a real forward pass from the
-    written file. Larger ones are checked on the meta device: the planned keys, shapes and dtypes are
-    loaded strictly into the arch in a background thread while the file is being written (the copy runs
-    in the kernel, so the two overlap), then the written header is read back and must equal the plan.
+    Outputs up to :data:`FULL_VERIFY_MAX_BYTES`, counting floating tensors at their float32 size (the
+    forward runs in float32, so that is what a half-precision model costs it), get a strict load and a
+    real forward pass from the written file. Larger ones are checked on the meta device: the planned
+    keys, shapes and dtypes are loaded strictly into the arch in a background thread while the file is
+    being written (the copy runs in the kernel, so the two overlap), then the written header is read
+    back and must equal the plan.
     """
 
     def __init__(self, spec: HeadSpec, entries: Sequence[OutTensor]) -> None:
         self.spec = spec
         self.result = "not run"
         self._planned = {e.name: (e.dtype, tuple(e.shape)) for e in entries}
-        self._nbytes = sum(e.nbytes for e in entries)
+        self._nbytes = sum(_float32_nbytes(e) for e in entries)
         self._meta: _Background | None = None
         if self._nbytes > FULL_VERIFY_MAX_BYTES:
             self._meta = _Background(_verify_on_meta, spec, self._planned)
@@ -668,7 +678,7 @@ class _Verifier:
                 return
             meta_result = self._meta.result()
             _check_header(str(path), self._planned)
-            size = f"{self._nbytes / 2**20:.0f} MiB > {FULL_VERIFY_MAX_BYTES // 2**20} MiB"
+            size = f"{self._nbytes / 2**20:.0f} MiB in float32 > {FULL_VERIFY_MAX_BYTES // 2**20} MiB"
             self.result = f"{meta_result} (no numeric forward: {size})"
         except ModelSurgeonError:
             raise
@@ -679,6 +689,11 @@ class _Verifier:
                 "nothing was written; this is a bug — rerun with --debug and report it "
                 "(--no-verify skips the check)",
             ) from exc
+
+
+def _float32_nbytes(e: OutTensor) -> int:
+    """Bytes of ``e`` in the verification forward: floating tensors count at their float32 size."""
+    return math.prod(e.shape) * 4 if e.dtype.is_floating_point else e.nbytes
 
 
 class _Background:
@@ -718,6 +733,14 @@ def _check_header(path: str, planned: Mapping[str, tuple[torch.dtype, tuple[int,
         )
 
 
+def _dtype_kind_error(wrong: Sequence[str]) -> InputError:
+    return InputError(
+        f"{len(wrong)} checkpoint tensors have a dtype the arch cannot take "
+        f"(e.g. {format_examples(sorted(wrong))})",
+        "is the checkpoint corrupt or quantized? re-export it from the model (nothing was written)",
+    )
+
+
 def _loadable(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """``state`` sorted, carrying the arch's own ``_metadata``; refuses float/int dtype swaps."""
     arch_state = model.state_dict()
@@ -726,12 +749,8 @@ def _loadable(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> Orde
         for key, t in state.items()
         if key in arch_state and t.is_floating_point() != arch_state[key].is_floating_point()
     )
-    if wrong:  # an integer tensor where the arch has a float one (or the reverse): a corrupt file
-        raise InputError(
-            f"{len(wrong)} checkpoint tensors have a dtype the arch cannot take "
-            f"(e.g. {format_examples(wrong)})",
-            "is the checkpoint corrupt or quantized? re-export it from the model (nothing was written)",
-        )
+    if wrong:
+        raise _dtype_kind_error(wrong)
     ordered = OrderedDict(sorted(state.items()))
     # Some modules (torchvision's MNASNet, BatchNorm) read their version from the metadata that a
     # real state_dict() carries; give the loaded dict the same metadata as the arch's own.

@@ -259,6 +259,25 @@ def test_fp16_checkpoint_gives_fp16_output(
     assert result.exit_code == 0, result.stderr
     new = load_file("test_vit-3cls.safetensors")
     assert {v.dtype for k, v in new.items() if v.is_floating_point()} == {torch.float16}
+    assert "forward pass" in result.stderr
+
+
+def test_half_precision_outputs_count_at_float32_size_for_verification(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numeric forward runs in float32, copying a float16 model: the size limit applies to that copy."""
+    from modelsurgeon import surgery
+
+    src = {k: (v.half() if v.is_floating_point() else v) for k, v in state_dict_of("test_vit").items()}
+    path = save_safetensors(src, "half.safetensors")
+    half_bytes = sum(v.numel() * v.element_size() for v in src.values())
+    # Between the file's size and its float32 size: a forward would copy more than the limit.
+    monkeypatch.setattr(surgery, "FULL_VERIFY_MAX_BYTES", half_bytes + half_bytes // 2)
+    args = ["rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path), "--json"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    verified = json.loads(result.stdout)["verified"]
+    assert "meta device" in verified and "in float32" in verified
 
 
 # --- formats and training checkpoints ------------------------------------------------------------
@@ -340,6 +359,24 @@ def test_shape_mismatch_and_single_missing_key(
         invoke("rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(path)), 3
     )
     assert "cls_token" in line and "norm.weight" in line
+
+
+@pytest.mark.parametrize("verify", ["--verify", "--no-verify"])
+def test_integer_float_swaps_are_refused_before_writing(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path], verify: str
+) -> None:
+    """A float tensor stored as integers (or BatchNorm's integer counter stored as a float) is refused
+    by the match itself, so --no-verify cannot write it."""
+    src = state_dict_of("torchvision:resnet18")
+    src["conv1.weight"] = src["conv1.weight"].view(torch.int32)
+    src["bn1.num_batches_tracked"] = src["bn1.num_batches_tracked"].to(torch.float32)
+    path = save_safetensors(src, "swapped.safetensors")
+    args = ["rehead", "--arch", "tv:resnet18", "--classes", "3", "--checkpoint", str(path), "--out", "o.pth"]
+    line = one_line_error(invoke(*args, verify), 3)
+    assert "2 checkpoint tensors have a dtype the arch cannot take" in line
+    assert "conv1.weight: torch.int32, arch floating point" in line
+    assert "bn1.num_batches_tracked: torch.float32, arch integer" in line
+    assert not Path("o.pth").exists()
 
 
 def test_torch_output_format(vit_ckpt: Path) -> None:
