@@ -1525,12 +1525,30 @@ def _copy_shard(source: Checkpoint, shard: str, target: Path, *, link: bool) -> 
 
 
 def _swap_in_dir(tmp: Path, path: Path, label: str, *, force: bool) -> None:
-    """Rename the finished ``tmp`` directory to ``path``, moving an existing ``path`` aside first."""
-    if not path.exists() and not path.is_symlink():
-        os.rename(tmp, path)
-        return
+    """Rename the finished ``tmp`` directory to ``path``, in one atomic step where Linux allows.
+
+    A new ``path`` is claimed with ``RENAME_NOREPLACE`` (a directory that appeared meanwhile is never
+    replaced without ``force``); an existing one is swapped with ``RENAME_EXCHANGE``, so readers see the
+    old output or the new one, never neither, and the old one is removed afterwards. Elsewhere (another
+    OS, a filesystem without these flags) the old output is first renamed aside: two renames.
+    """
+    exists = path.exists() or path.is_symlink()
+    if not exists:
+        try:
+            if _renameat2(tmp, path, _RENAME_NOREPLACE):
+                return
+        except FileExistsError:  # it appeared after the check: replace it only with force
+            pass
+        else:  # no renameat2 here
+            exists = path.exists() or path.is_symlink()
+            if not exists:
+                os.rename(tmp, path)
+                return
     if not force:
         raise OutputError(f"{label} exists", "pass --force to overwrite")
+    if _renameat2(tmp, path, _RENAME_EXCHANGE):
+        _remove_tree(tmp)  # it holds the old output now
+        return
     old = _temp_path(path, ".old")  # a free name: os.rename below creates it
     os.rename(path, old)
     try:
@@ -1538,7 +1556,52 @@ def _swap_in_dir(tmp: Path, path: Path, label: str, *, force: bool) -> None:
     except BaseException:
         os.rename(old, path)
         raise
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
+    _remove_tree(old)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
     else:
-        old.unlink()
+        path.unlink()
+
+
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+# renameat2 errors that mean "not supported here": fall back to plain renames.
+_NO_RENAMEAT2 = frozenset(
+    getattr(errno, name) for name in ("ENOSYS", "EINVAL", "EOPNOTSUPP", "ENOTSUP") if hasattr(errno, name)
+)
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """``renameat2(src, dst, flags)``; False where the call or the flag is not supported.
+
+    Raises ``OSError`` for real failures (``FileExistsError`` when ``RENAME_NOREPLACE`` finds ``dst``).
+    """
+    func = _renameat2_func()
+    if func is None:
+        return False
+    import ctypes
+
+    if func(-100, os.fsencode(src), -100, os.fsencode(dst), flags) == 0:  # -100: AT_FDCWD
+        return True
+    err = ctypes.get_errno()
+    if err in _NO_RENAMEAT2:
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(dst))
+
+
+@functools.cache
+def _renameat2_func() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func

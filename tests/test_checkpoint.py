@@ -964,6 +964,52 @@ def test_sharded_write_removed_key_rewrites_its_shard_and_force(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
 
 
+@pytest.mark.skipif(
+    ckmod._renameat2_func() is None, reason="needs Linux renameat2 (glibc 2.28+); the fallback is tested below"
+)
+def test_sharded_force_swaps_the_directory_in_one_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With renameat2, --force exchanges old and new in one call: no moment without the output."""
+    _make_sharded(tmp_path / "src", _synthetic(), _GROUPS)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old-file").write_text("x")
+
+    def no_plain_rename(*args: object) -> None:
+        raise AssertionError(f"os.rename{args}: the swap took two steps")
+
+    monkeypatch.setattr(ckmod.os, "rename", no_plain_rename)
+    with read_checkpoint(tmp_path / "src") as ck:
+        write_checkpoint(tmp_path / "out", _entries_from(ck), metadata={}, source=ck, force=True)
+    assert not (tmp_path / "out" / "old-file").exists() and (tmp_path / "out" / ckmod.INDEX_NAME).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+
+
+def test_sharded_force_without_renameat2_falls_back_to_two_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _make_sharded(tmp_path / "src", _synthetic(), _GROUPS)
+    monkeypatch.setattr(ckmod, "_renameat2_func", lambda: None)
+    with read_checkpoint(tmp_path / "src") as ck:
+        write_checkpoint(tmp_path / "out", _entries_from(ck), metadata={}, source=ck)  # new: one rename
+        (tmp_path / "out" / "old-file").write_text("x")
+        with pytest.raises(OutputError, match="exists"):
+            write_checkpoint(tmp_path / "out", _entries_from(ck), metadata={}, source=ck)
+        write_checkpoint(tmp_path / "out", _entries_from(ck), metadata={}, source=ck, force=True)
+    assert not (tmp_path / "out" / "old-file").exists() and (tmp_path / "out" / ckmod.INDEX_NAME).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+
+
+@pytest.mark.skipif(ckmod._renameat2_func() is None, reason="needs Linux renameat2 (glibc 2.28+)")
+def test_a_directory_that_appears_before_the_rename_is_not_replaced(tmp_path: Path) -> None:
+    """Plain rename() silently replaces an empty directory; the claim uses RENAME_NOREPLACE instead."""
+    (tmp_path / "new").mkdir()
+    (tmp_path / "appeared").mkdir()
+    with pytest.raises(FileExistsError):
+        ckmod._renameat2(tmp_path / "new", tmp_path / "appeared", ckmod._RENAME_NOREPLACE)
+    assert (tmp_path / "new").is_dir() and (tmp_path / "appeared").is_dir()
+
+
 def test_sharded_write_failure_leaves_nothing(tmp_path: Path) -> None:
     _make_sharded(tmp_path / "src", _synthetic(), _GROUPS)
 
