@@ -392,14 +392,17 @@ def _resolve_dir(path: Path, label: str) -> Path:
 
 def _read_stdin(*, ema: bool) -> Checkpoint:
     digest = hashlib.sha256()
+    # Named before it is created (as _temp_path does), so an interrupt right after creation still
+    # finds the name to remove.
+    tmp = os.path.join(tempfile.gettempdir(), f"modelsurgeon-stdin-{secrets.token_hex(8)}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix="modelsurgeon-stdin-", suffix=".tmp")
-    except OSError as exc:
-        raise InputError(
-            f"cannot spool stdin to a temporary file: {exc.strerror or exc}",
-            "set TMPDIR to a writable directory",
-        ) from exc
-    try:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            raise InputError(
+                f"cannot spool stdin to a temporary file: {exc.strerror or exc}",
+                "set TMPDIR to a writable directory",
+            ) from exc
         size = 0
         stdin = sys.stdin.buffer
         with os.fdopen(fd, "wb") as spool:

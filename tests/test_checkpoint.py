@@ -588,6 +588,38 @@ def test_stdin_is_spooled_hashed_and_cleaned_up(tmp_path: Path, monkeypatch: pyt
     assert list(spool.iterdir()) == []
 
 
+def test_stdin_spool_interrupted_right_after_creation_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool file is named before it is created: a signal landing just after creation still finds it
+    (``tempfile.mkstemp`` would only return the name after creating the file)."""
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(b"x" * 100)))
+    real_open = os.open
+
+    def open_then_interrupt(path: Any, flags: int, *args: Any) -> int:
+        fd = real_open(path, flags, *args)
+        if flags & os.O_CREAT:
+            os.close(fd)
+            raise KeyboardInterrupt
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        read_checkpoint("-")
+    assert list(spool.iterdir()) == []
+
+    monkeypatch.setattr(os, "open", real_open)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="cannot spool stdin to a temporary file") as info:
+        read_checkpoint("-")
+    assert "TMPDIR" in (info.value.hint or "")
+
+
 def test_stdout_streams_the_same_bytes_as_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = _synthetic()
     sink = io.BytesIO()
