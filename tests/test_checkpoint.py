@@ -997,7 +997,7 @@ def test_sharded_write_removed_key_rewrites_its_shard_and_force(tmp_path: Path) 
 
 
 @pytest.mark.skipif(
-    ckmod._renameat2_func() is None, reason="needs Linux renameat2 (glibc 2.28+); the fallback is tested below"
+    ckmod._renameat2_func() is None, reason="needs Linux renameat2; the fallback is tested below"
 )
 def test_sharded_force_swaps_the_directory_in_one_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
