@@ -364,6 +364,20 @@ def test_point_interval_and_single_value() -> None:
     assert bool((h == 1.0).all())
 
 
+def test_cached_plans_keep_parameters_apart() -> None:
+    """Plans are cached per exact parameter set: -0.0 and 0.0 compare equal but give different fills,
+    and a second call with other parameters must not reuse the first plan."""
+    neg = trunc_normal_(torch.empty(4), 0.0, 1.0, -0.0, -0.0)
+    pos = trunc_normal_(torch.empty(4), 0.0, 1.0, 0.0, 0.0)
+    assert bool(neg.signbit().all()) and not bool(pos.signbit().any())
+    gen = torch.Generator().manual_seed(5)
+    first = trunc_normal_(torch.empty(1000), 0.0, 1.0, 3.0, 4.0, generator=gen)
+    second = trunc_normal_(torch.empty(1000), 0.0, 1.0, -4.0, -3.0, generator=gen)
+    assert bool(((first >= 3.0) & (first <= 4.0)).all()) and bool(((second >= -4.0) & (second <= -3.0)).all())
+    again = trunc_normal_(torch.empty(1000), 0.0, 1.0, 3.0, 4.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(again, first)  # a cached plan draws what a fresh one drew
+
+
 def test_no_grad_and_requires_grad_leaf() -> None:
     w = torch.empty(10, requires_grad=True)
     trunc_normal_(w)
