@@ -38,6 +38,7 @@ __all__ = [
     "list_archs",
     "pretrained_hub_id",
     "resolve_arch",
+    "without_aux",
 ]
 
 Source = Literal["timm", "torchvision"]
@@ -47,6 +48,14 @@ _LIST_HINT = "(`modelsurgeon archs PATTERN` lists them)"
 _TV_INPUT_SIZE = {"inception_v3": (3, 299, 299)}
 # torchvision builders that initialise weights with a FutureWarning unless told; init is moot on meta.
 _TV_NO_INIT = frozenset({"googlenet", "inception_v3"})
+# torchvision archs with auxiliary classifiers, and the state-dict key prefixes of those classifiers. Their
+# weight files hold them, but a model built with aux_logits=False (googlenet(weights=...) drops them) saves
+# a state dict without: the tag NO_AUX builds the arch that way.
+TV_AUX_PREFIXES: dict[str, tuple[str, ...]] = {
+    "googlenet": ("aux1.", "aux2."),
+    "inception_v3": ("AuxLogits.",),
+}
+NO_AUX = "noaux"
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,9 @@ class ArchRef:
     Args:
         source: ``"timm"`` or ``"torchvision"``.
         name: The architecture name without a pretrained tag (``vit_base_patch16_224``).
-        tag: The timm pretrained tag (``augreg_in21k``), or None for the arch's default tag.
-            Always None for torchvision.
+        tag: The timm pretrained tag (``augreg_in21k``), or None for the arch's default tag. For
+            torchvision: None, or ``"noaux"`` for googlenet / inception_v3 built with
+            ``aux_logits=False`` (``tv:googlenet.noaux``).
     """
 
     source: Source
@@ -148,9 +158,31 @@ def resolve_arch(spec: str | ArchRef) -> ArchRef:
         )
     if source == "timm":
         return _resolve_timm(text, rest)
+    base, dot, tag = rest.partition(".")
+    if dot and tag == NO_AUX and base in TV_AUX_PREFIXES:
+        return ArchRef("torchvision", base, NO_AUX)
+    if dot and base in TV_AUX_PREFIXES:
+        raise UsageError(
+            f"unknown torchvision variant {rest!r}", f"the only variant is {base}.{NO_AUX} (aux_logits=False)"
+        )
     if rest not in _tv_names():
         raise _unknown(text, rest, list(_tv_names()), "torchvision ")
     return ArchRef("torchvision", rest)
+
+
+def without_aux(ref: ArchRef) -> ArchRef | None:
+    """The variant of a torchvision arch built without its auxiliary classifiers, or None if it has none.
+
+    Args:
+        ref: A resolved architecture.
+
+    Returns:
+        ``tv:googlenet.noaux`` for ``tv:googlenet`` (likewise inception_v3); None for every other arch and
+        for a variant already without them.
+    """
+    if ref.source != "torchvision" or ref.tag is not None or ref.name not in TV_AUX_PREFIXES:
+        return None
+    return ArchRef("torchvision", ref.name, NO_AUX)
 
 
 # In-place initialisers and shape-preserving in-place math. On a meta tensor they compute nothing, but
@@ -244,6 +276,8 @@ def _build(arch: ArchRef, num_classes: int | None) -> nn.Module:
 
     if arch.name in _TV_NO_INIT:
         kwargs["init_weights"] = False
+    if arch.tag == NO_AUX:
+        kwargs["aux_logits"] = False
     return torchvision.models.get_model(arch.name, weights=None, **kwargs)
 
 
@@ -254,7 +288,8 @@ def build_model(
 
     Nothing is downloaded (``pretrained=False`` / ``weights=None``) and nothing is initialised: load
     real tensors with ``model.load_state_dict(state, assign=True)``. torchvision's googlenet and
-    inception_v3 keep their auxiliary heads (they are part of the checkpoint).
+    inception_v3 keep their auxiliary heads (they are part of the checkpoint) unless built as the
+    ``noaux`` variant (:func:`without_aux`).
 
     Args:
         arch: An :class:`ArchRef` or a name for :func:`resolve_arch`.

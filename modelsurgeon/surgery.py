@@ -28,6 +28,7 @@ from modelsurgeon.errors import InputError, ModelSurgeonError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from modelsurgeon.archs import ArchRef
     from modelsurgeon.checkpoint import Checkpoint, OutTensor, WriteResult
     from modelsurgeon.heads import HeadSpec, HeadTensor
 
@@ -273,6 +274,24 @@ def _match(spec: HeadSpec, ckpt: Checkpoint, arch_label: str) -> list[str]:
     return notes
 
 
+def _drop_missing_aux(
+    arch: ArchRef, spec: HeadSpec, ckpt: Checkpoint, notes: list[str]
+) -> tuple[ArchRef, HeadSpec]:
+    """torchvision googlenet / inception_v3 without any auxiliary-classifier key in the checkpoint (a
+    state dict of a model built with ``aux_logits=False``): plan the ``noaux`` variant instead."""
+    from modelsurgeon.archs import TV_AUX_PREFIXES, without_aux
+    from modelsurgeon.heads import find_heads
+
+    variant = without_aux(arch)
+    if variant is None or any(k.startswith(TV_AUX_PREFIXES[arch.name]) for k in ckpt.infos):
+        return arch, spec
+    prefixes = ", ".join(p + "*" for p in TV_AUX_PREFIXES[arch.name])
+    notes.append(
+        f"the checkpoint has no auxiliary classifiers ({prefixes}): planned as {variant}, aux_logits=False"
+    )
+    return variant, find_heads(variant, spec.num_classes)
+
+
 def _common_prefix(keys: Sequence[str]) -> str:
     firsts = {k.split(".", 1)[0] for k in keys}
     if len(keys) >= 2 and len(firsts) == 1:
@@ -488,6 +507,7 @@ def rehead(config: ReheadConfig, *, progress: Progress | None = None) -> Report:
 
     with prefetch.take() or read_checkpoint(source, ema=config.ema) as ckpt:
         notes = list(ckpt.notes)
+        arch, spec = _drop_missing_aux(arch, spec, ckpt, notes)
         notes += _match(spec, ckpt, str(arch))
         old_head = next((t for t in spec.tensors if t.role == "weight" and t.name in ckpt.infos), None)
         old_classes = ckpt.infos[old_head.name].shape[0] if old_head is not None else None

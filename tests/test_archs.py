@@ -31,6 +31,8 @@ from modelsurgeon.errors import UsageError
         (" TV:googlenet ", ArchRef("torchvision", "googlenet")),
         ("vit_base_patch16_224.augreg_in21k", ArchRef("timm", "vit_base_patch16_224", "augreg_in21k")),
         ("timm:convnext_atto.d2_in1k", ArchRef("timm", "convnext_atto", "d2_in1k")),
+        ("tv:googlenet.noaux", ArchRef("torchvision", "googlenet", "noaux")),
+        ("torchvision:inception_v3.noaux", ArchRef("torchvision", "inception_v3", "noaux")),
     ],
 )
 def test_resolve_arch_variants(spec: str, expected: ArchRef) -> None:
@@ -62,6 +64,8 @@ def test_unknown_arch_suggests_close_matches() -> None:
         ("vit_base_patch16_224.nosuchtag", "nosuchtag", "augreg_in21k"),
         ("hf-hub:timm/resnet18.a1_in1k", "hf-hub", "torchvision:NAME"),
         ("", "empty", "resnet50"),
+        ("tv:googlenet.aux", "variant", "googlenet.noaux"),
+        ("tv:resnet18.noaux", "torchvision", "resnet18"),  # only archs with aux classifiers have it
     ],
 )
 def test_resolve_arch_errors_name_the_fix(spec: str, in_message: str, in_hint: str) -> None:
@@ -69,6 +73,19 @@ def test_resolve_arch_errors_name_the_fix(spec: str, in_message: str, in_hint: s
         resolve_arch(spec)
     assert in_message in info.value.message
     assert in_hint in str(info.value.hint)
+
+
+def test_noaux_variant_builds_without_auxiliary_classifiers() -> None:
+    from modelsurgeon.archs import without_aux
+
+    ref = resolve_arch("tv:googlenet.noaux")
+    assert str(ref) == "torchvision:googlenet.noaux" and resolve_arch(str(ref)) == ref
+    model = build_model(ref, 5)
+    assert model.aux1 is None and model.aux2 is None and model.fc.out_features == 5
+    assert build_model("tv:inception_v3.noaux").AuxLogits is None
+    assert without_aux(resolve_arch("tv:googlenet")) == ref
+    assert without_aux(ref) is None and without_aux(resolve_arch("tv:resnet18")) is None
+    assert without_aux(resolve_arch("resnet18")) is None
 
 
 def test_build_model_params_on_meta_nothing_leaks() -> None:

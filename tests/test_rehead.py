@@ -379,6 +379,44 @@ def test_integer_float_swaps_are_refused_before_writing(
     assert not Path("o.pth").exists()
 
 
+def test_googlenet_state_dict_without_aux_classifiers_is_planned_without_them(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]
+) -> None:
+    """A state dict saved from torchvision's googlenet built with aux_logits=False (what
+    googlenet(weights=...) gives) has no aux1./aux2. keys: rehead plans the aux-less variant."""
+    src = state_dict_of("torchvision:googlenet", aux_logits=False, init_weights=False)
+    assert not any(k.startswith(("aux1.", "aux2.")) for k in src)
+    path = save_safetensors(src, "noaux.safetensors")
+    args = ["rehead", "--arch", "tv:googlenet", "--classes", "5", "--checkpoint", str(path), "--json"]
+    result = invoke(*args, "--out", "o.safetensors")
+    assert result.exit_code == 0, result.stderr
+    assert "no auxiliary classifiers" in result.stderr and "aux_logits=False" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["arch"] == "torchvision:googlenet.noaux" and report["head"] == ["fc.bias", "fc.weight"]
+    assert "forward pass" in report["verified"]
+    new = load_file("o.safetensors")
+    assert set(new) == set(src) and new["fc.weight"].shape == (5, 1024)
+    with safe_open("o.safetensors", framework="pt") as f:
+        assert f.metadata()["modelsurgeon.arch"] == "torchvision:googlenet.noaux"
+    inspected = invoke("inspect", "o.safetensors", "--json")  # the arch in the metadata resolves
+    assert inspected.exit_code == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["classes"] == 5 and "does not match" not in inspected.stderr
+    source = invoke("inspect", str(path), "--arch", "tv:googlenet", "--json")  # the source, by name
+    assert source.exit_code == 0, source.stderr
+    assert json.loads(source.stdout)["classes"] == 1000 and "does not match" not in source.stderr
+
+
+def test_googlenet_with_some_aux_keys_missing_is_still_refused(
+    state_dict_of: Callable[..., dict], save_safetensors: Callable[..., Path]
+) -> None:
+    src = {k: v for k, v in state_dict_of("torchvision:googlenet").items() if not k.startswith("aux1.")}
+    path = save_safetensors(src, "partial.safetensors")
+    line = one_line_error(
+        invoke("rehead", "--arch", "tv:googlenet", "--classes", "5", "--checkpoint", str(path)), 3
+    )
+    assert "missing" in line and "aux1." in line
+
+
 def test_torch_output_format(vit_ckpt: Path) -> None:
     result = invoke(
         "rehead", "--arch", "test_vit", "--classes", "3", "--checkpoint", str(vit_ckpt), "--out", "o.pth"
