@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "NO_AUX",
+    "TV_AUX_PREFIXES",
     "ArchRef",
     "Source",
     "build_model",
