@@ -367,6 +367,9 @@ def test_point_interval_and_single_value() -> None:
 def test_cached_plans_keep_parameters_apart() -> None:
     """Plans are cached per exact parameter set: -0.0 and 0.0 compare equal but give different fills,
     and a second call with other parameters must not reuse the first plan."""
+    from modelsurgeon import sampler
+
+    sampler._PLANS.clear()  # so that `first` below builds its plan and `again` finds it cached
     neg = trunc_normal_(torch.empty(4), 0.0, 1.0, -0.0, -0.0)
     pos = trunc_normal_(torch.empty(4), 0.0, 1.0, 0.0, 0.0)
     assert bool(neg.signbit().all()) and not bool(pos.signbit().any())
