@@ -19,7 +19,7 @@ import difflib
 import fnmatch
 import functools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +36,7 @@ __all__ = [
     "build_model",
     "default_from_build",
     "default_num_classes",
+    "fit_aux",
     "input_size",
     "list_archs",
     "pretrained_hub_id",
@@ -185,6 +186,26 @@ def without_aux(ref: ArchRef) -> ArchRef | None:
     if ref.source != "torchvision" or ref.tag is not None or ref.name not in TV_AUX_PREFIXES:
         return None
     return ArchRef("torchvision", ref.name, NO_AUX)
+
+
+def fit_aux(ref: ArchRef, keys: Iterable[str]) -> ArchRef:
+    """``ref``, or its ``noaux`` variant when a checkpoint's ``keys`` hold none of its auxiliary classifiers.
+
+    A state dict saved from torchvision's googlenet / inception_v3 built with ``aux_logits=False`` (what
+    ``googlenet(weights=...)`` gives) has no ``aux1.``/``aux2.``/``AuxLogits.`` keys.
+
+    Args:
+        ref: A resolved architecture.
+        keys: The checkpoint's (stripped) keys.
+
+    Returns:
+        :func:`without_aux` of ``ref`` when it has one and no key starts with an auxiliary prefix;
+        else ``ref``.
+    """
+    variant = without_aux(ref)
+    if variant is None or any(k.startswith(TV_AUX_PREFIXES[ref.name]) for k in keys):
+        return ref
+    return variant
 
 
 # In-place initialisers and shape-preserving in-place math. On a meta tensor they compute nothing, but

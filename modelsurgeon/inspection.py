@@ -259,13 +259,10 @@ def _check_labels(labels: list[str] | None, classes: int | None, warnings: list[
 # ------------------------------------------------------------------------------------------- the head
 def _head_from_arch(arch: str, ckpt: Checkpoint, warnings: list[str]) -> _Head:
     """Name the head with ``find_heads`` at the checkpoint's class count; compare keys with the arch."""
-    from modelsurgeon.archs import TV_AUX_PREFIXES, default_num_classes, resolve_arch, without_aux
+    from modelsurgeon.archs import default_num_classes, fit_aux, resolve_arch
     from modelsurgeon.heads import find_heads
 
-    ref = resolve_arch(arch)
-    variant = without_aux(ref)
-    if variant is not None and not any(k.startswith(TV_AUX_PREFIXES[ref.name]) for k in ckpt.infos):
-        ref = variant  # saved with aux_logits=False, as rehead plans it
+    ref = fit_aux(resolve_arch(arch), ckpt.infos)  # saved with aux_logits=False: as rehead plans it
     default = default_num_classes(ref)
     probe = find_heads(ref, default if default > 0 else 1)
     present = [t.name for t in probe.tensors if t.role == "weight" and t.name in ckpt.infos]

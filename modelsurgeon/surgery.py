@@ -279,11 +279,11 @@ def _drop_missing_aux(
 ) -> tuple[ArchRef, HeadSpec]:
     """torchvision googlenet / inception_v3 without any auxiliary-classifier key in the checkpoint (a
     state dict of a model built with ``aux_logits=False``): plan the ``noaux`` variant instead."""
-    from modelsurgeon.archs import TV_AUX_PREFIXES, without_aux
+    from modelsurgeon.archs import TV_AUX_PREFIXES, fit_aux
     from modelsurgeon.heads import find_heads
 
-    variant = without_aux(arch)
-    if variant is None or any(k.startswith(TV_AUX_PREFIXES[arch.name]) for k in ckpt.infos):
+    variant = fit_aux(arch, ckpt.infos)
+    if variant == arch:
         return arch, spec
     prefixes = ", ".join(p + "*" for p in TV_AUX_PREFIXES[arch.name])
     notes.append(

@@ -76,7 +76,7 @@ def test_resolve_arch_errors_name_the_fix(spec: str, in_message: str, in_hint: s
 
 
 def test_noaux_variant_builds_without_auxiliary_classifiers() -> None:
-    from modelsurgeon.archs import without_aux
+    from modelsurgeon.archs import fit_aux, without_aux
 
     ref = resolve_arch("tv:googlenet.noaux")
     assert str(ref) == "torchvision:googlenet.noaux" and resolve_arch(str(ref)) == ref
@@ -86,6 +86,10 @@ def test_noaux_variant_builds_without_auxiliary_classifiers() -> None:
     assert without_aux(resolve_arch("tv:googlenet")) == ref
     assert without_aux(ref) is None and without_aux(resolve_arch("tv:resnet18")) is None
     assert without_aux(resolve_arch("resnet18")) is None
+    googlenet = resolve_arch("tv:googlenet")
+    assert fit_aux(googlenet, ["conv1.conv.weight", "fc.weight"]) == ref
+    assert fit_aux(googlenet, ["conv1.conv.weight", "aux2.fc2.weight"]) is googlenet
+    assert fit_aux(resolve_arch("resnet18"), ["fc.weight"]) == resolve_arch("resnet18")
 
 
 def test_build_model_params_on_meta_nothing_leaks() -> None:
