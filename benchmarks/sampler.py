@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from modelsurgeon import sampler as _sampler
 from modelsurgeon.sampler import trunc_normal_
 from tests.test_sampler import REGIMES, battery_case
 
@@ -101,6 +102,46 @@ def _bench_case(
     return {"rates": rates, "status": status}
 
 
+def _ours_uncached(t: torch.Tensor, mean: float, std: float, a: float, b: float) -> torch.Tensor:
+    """trunc_normal_ planning afresh, as before plans were cached; the cache is put back afterwards, so
+    that the cached column, interleaved with this one, still finds its plan."""
+    saved = dict(_sampler._PLANS)
+    _sampler._PLANS.clear()
+    try:
+        return trunc_normal_(t, mean, std, a, b)
+    finally:
+        _sampler._PLANS.clear()
+        _sampler._PLANS.update(saved)
+
+
+# Small fills where the per-call overhead shows: (label, shape, (mean, std, a, b)).
+_PER_CALL = [
+    ("10x768 head, std 2e-5, a/b = -2/2 (the seed's call)", (10, 768), (0.0, 2e-5, -2.0, 2.0)),
+    ("768x768 layer, std 0.02, a/b = -2/2 (timm's init)", (768, 768), (0.0, 0.02, -2.0, 2.0)),
+    ("10x768 head, std 0.02, a/b = -0.04/0.04 (±2 std)", (10, 768), (0.0, 0.02, -0.04, 0.04)),
+]
+_PER_CALL_IMPLS: dict[str, Fill] = {
+    "modelsurgeon": _ours,
+    "modelsurgeon, plan cache cleared": _ours_uncached,
+    "torch": _torch_fill,
+    "normal_": _normal,
+}
+
+
+def _per_call_rows(calls: int) -> list[str]:
+    """Median microseconds per call of each fill on small float32 tensors, interleaved call by call."""
+    rows = []
+    for label, shape, params in _PER_CALL:
+        t = torch.empty(shape)
+        times: dict[str, list[float]] = {k: [] for k in _PER_CALL_IMPLS}
+        for _ in range(calls):
+            for name, fill in _PER_CALL_IMPLS.items():
+                times[name].append(_time(fill, t, params))
+        med = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+        rows.append(f"| {label} | " + " | ".join(f"{med[k]:.0f}" for k in _PER_CALL_IMPLS) + " |")
+    return rows
+
+
 def _fmt_rate(rate: float | None) -> str:
     return "—" if rate is None else f"{rate / 1e6:.1f}"
 
@@ -130,22 +171,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/sampler.md"))
     parser.add_argument("--n", type=int, default=10_000_000, help="values per float32 fill")
     parser.add_argument("--n-other", type=int, default=1_000_000, help="values per float64/16/bf16 fill")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats of each float32 fill")
+    parser.add_argument(
+        "--repeats-other",
+        type=int,
+        default=15,
+        help="repeats of each float64/16/bf16 fill: their fills take ~5 ms, where one hiccup of the machine "
+        "moves a median of 5",
+    )
     parser.add_argument("--torch-cap", type=float, default=3.0, help="seconds; slower fills use 1e5 values")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch.set_num_threads (1: see the noise note in the report)"
     )
     parser.add_argument("--dtypes", default="float32,float64,float16,bfloat16")
+    parser.add_argument("--calls", type=int, default=300, help="calls per fill in the per-call table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    per_call = _per_call_rows(args.calls)
     regimes = {r[0]: r[1:] for r in REGIMES}
     rows, verdicts, targets = [], [], []
     for dname in args.dtypes.split(","):
         dtype = _DTYPES[dname]
         n = args.n if dtype == torch.float32 else args.n_other
+        repeats = args.repeats if dtype == torch.float32 else args.repeats_other
         for rname in _BENCH_REGIMES:
             params = regimes[rname]
-            res = _bench_case(params, dtype, n, args.repeats, args.torch_cap)
+            res = _bench_case(params, dtype, n, repeats, args.torch_cap)
             floor = res["rates"].get("normal_")
             cells = []
             for name in ("modelsurgeon", "torch", "timm"):
@@ -180,8 +231,9 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "## Speed: million values per second (time relative to `normal_`, lower is better)",
         "",
-        f"float32 rows use {args.n:.0e} values, the other dtypes {args.n_other:.0e};"
-        f" medians of {args.repeats} interleaved repeats. `normal_` does not truncate: it is the floor.",
+        f"float32 rows use {args.n:.0e} values, the other dtypes {args.n_other:.0e}; medians of"
+        f" {args.repeats} (float32) and {args.repeats_other} (the others) interleaved repeats. `normal_`"
+        " does not truncate: it is the floor.",
         "",
         "| regime | dtype | normal_ | modelsurgeon | torch trunc_normal_ | timm trunc_normal_ |",
         "|---|---|---|---|---|---|",
@@ -195,6 +247,16 @@ def main(argv: list[str] | None = None) -> None:
         "| regime | dtype | ours / normal_ | target | met | speed-up over torch | faster than torch |",
         "|---|---|---|---|---|---|---|",
         *targets,
+        "",
+        "## Per call on small tensors: median microseconds (lower is better)",
+        "",
+        f"float32, {args.calls} calls of each, interleaved call by call. Here the fixed cost of a call",
+        "shows: planning (cached per parameter set; the second column clears the cache before every call)",
+        "and the handful of small ops that find and refill rejections.",
+        "",
+        "| fill | " + " | ".join(_PER_CALL_IMPLS) + " |",
+        "|---|" + "---|" * len(_PER_CALL_IMPLS),
+        *per_call,
         "",
         "## Accuracy: the battery of tests/test_sampler.py on each implementation",
         "",
